@@ -1,0 +1,86 @@
+"""Argument checks shared by every constructor and entry point.
+
+Every public constructor validates its arguments eagerly, before any array is allocated or any
+function is compiled, and raises ``ValueError`` naming the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """Return ``value`` as an int if it is a positive integer, else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_nonnegative_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def check_positive(name: str, value: Any) -> float:
+    """Return ``value`` as a float if it is finite and > 0, else raise ``ValueError``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return v
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    return v
+
+
+def check_fraction(name: str, value: Any) -> float:
+    v = check_nonnegative(name, value)
+    if v > 1:
+        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+    return v
+
+
+def check_time_constants(dt: Any, **taus: Any) -> tuple[float, dict[str, float]]:
+    """Check ``dt > 0`` and every ``tau > 0`` with ``dt <= tau`` (Euler stability of the leak)."""
+    dt_v = check_positive("dt", dt)
+    out = {}
+    for name, tau in taus.items():
+        tau_v = check_positive(name, tau)
+        if dt_v > tau_v:
+            raise ValueError(
+                f"dt={dt_v} is larger than {name}={tau_v}; the Euler step needs dt <= {name}"
+            )
+        out[name] = tau_v
+    return dt_v, out
+
+
+def check_choice(name: str, value: Any, allowed: Iterable[str]) -> str:
+    allowed = list(allowed)
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; valid choices: {', '.join(map(str, allowed))}")
+    return value
+
+
+def check_known_options(kind: str, options: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    allowed = sorted(allowed)
+    bad = sorted(set(options) - set(allowed))
+    if bad:
+        raise ValueError(
+            f"unknown option(s) {', '.join(bad)} for {kind}; valid options: {', '.join(allowed)}"
+        )

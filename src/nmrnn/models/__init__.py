@@ -1,0 +1,119 @@
+"""Recurrent models behind one interface (see :mod:`nmrnn.models.base`), and a registry by name.
+
+``make_model(name, n_in=..., n_out=..., n_hidden=..., key=..., **options)`` builds any model;
+``param_count`` counts its trainable scalars exactly; ``match_size`` picks the hidden size of a
+baseline whose parameter count matches a target (the smallest size that reaches it).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import equinox as eqx
+import jax.random as jr
+
+from .._validation import check_choice, check_known_options, check_positive_int
+from .base import (
+    AbstractRecurrentModel,
+    Trajectory,
+    group_names,
+    param_breakdown,
+    param_count,
+    parameter_fields,
+    simulate,
+    trainable_filter,
+)
+from .enmrnn import ENMRNN, ENMState
+from .gated import GRU, LSTM, HState, LSTMState
+from .leaky import LeakyRNN, LeakyState, LowRankRNN
+from .nmrnn import NMRNN, NMState
+
+#: Registry: command-line / config name -> class.
+MODELS: dict[str, type[AbstractRecurrentModel]] = {
+    "vanilla": LeakyRNN,
+    "lowrank": LowRankRNN,
+    "nmrnn": NMRNN,
+    "enmrnn": ENMRNN,
+    "gru": GRU,
+    "lstm": LSTM,
+}
+
+
+def model_options(name: str) -> dict[str, Any]:
+    """Keyword options (with defaults) that model ``name`` accepts besides the sizes and key."""
+    cls = MODELS[check_choice("model", name, MODELS)]
+    sig = inspect.signature(cls.__init__)
+    skip = {"self", "n_in", "n_hidden", "n_out", "key"}
+    return {k: p.default for k, p in sig.parameters.items() if k not in skip}
+
+
+def make_model(
+    name: str, *, n_in: int, n_out: int, n_hidden: int, key, **options: Any
+) -> AbstractRecurrentModel:
+    """Build model ``name`` (one of ``MODELS``); unknown names or options are refused."""
+    check_choice("model", name, MODELS)
+    check_known_options(f"model {name!r}", options, model_options(name))
+    return MODELS[name](n_in, n_hidden, n_out, key=key, **options)
+
+
+def count_for(name: str, *, n_in: int, n_out: int, n_hidden: int, **options: Any) -> int:
+    """Parameter count of a model without allocating its arrays."""
+    model = eqx.filter_eval_shape(
+        lambda: make_model(name, n_in=n_in, n_out=n_out, n_hidden=n_hidden, key=jr.PRNGKey(0), **options)
+    )
+    return param_count(model)
+
+
+def match_size(
+    name: str, target: int, *, n_in: int, n_out: int, max_hidden: int = 4096, **options: Any
+) -> int:
+    """Smallest hidden size whose parameter count reaches ``target``.
+
+    "Reaches" (>=) rather than "nearest" is the rule that gives the NM-RNN paper's matched sizes
+    on MWG against the NM-RNN (N=100, M=5, K=3; 1059 parameters): LR-RNN 106 (1061), vanilla 31
+    (1086), LSTM 15 (1156). Counts grow monotonically with the size, so a bisection finds it.
+    """
+    check_positive_int("target", target)
+    lo, hi = 1, check_positive_int("max_hidden", max_hidden)
+    lower = options.get("rank", 1)
+    lo = max(lo, int(lower)) if name in ("lowrank", "nmrnn") else lo
+    if count_for(name, n_in=n_in, n_out=n_out, n_hidden=hi, **options) < target:
+        raise ValueError(
+            f"no {name} with n_hidden <= {max_hidden} reaches {target} parameters; raise max_hidden"
+        )
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if count_for(name, n_in=n_in, n_out=n_out, n_hidden=mid, **options) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+__all__ = [
+    "AbstractRecurrentModel",
+    "ENMRNN",
+    "ENMState",
+    "GRU",
+    "HState",
+    "LSTM",
+    "LSTMState",
+    "LeakyRNN",
+    "LeakyState",
+    "LowRankRNN",
+    "MODELS",
+    "NMRNN",
+    "NMState",
+    "Trajectory",
+    "count_for",
+    "group_names",
+    "make_model",
+    "match_size",
+    "model_options",
+    "param_breakdown",
+    "param_count",
+    "parameter_fields",
+    "simulate",
+    "trainable_filter",
+]

@@ -1,0 +1,257 @@
+"""Leaky (continuous-time, Euler-discretised) RNNs: the vanilla CTRNN (M1) and the low-rank RNN (M2).
+
+M1:  x_t = (1 - a) x_{t-1} + a (W phi(x_{t-1}) + B u_t + b) + sqrt(2 a) sigma_rec xi_t,   a = dt / tau
+M2:  the same with W = L R^T / N  (the 1/N scaling is optional; L may be QR-orthonormalised)
+
+Readout: ``y_t = C x_t + d`` (from the state, as in the NM-RNN reference code); pass
+``readout_from="rate"`` for ``y_t = C phi(x_t) + d``.
+
+The hidden bias ``b`` is off by default, as in the NM-RNN paper's baselines (this is what makes the
+paper's parameter-matched sizes come out: see :func:`nmrnn.models.match_size`).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, NamedTuple
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._validation import (
+    check_choice,
+    check_fraction,
+    check_nonnegative,
+    check_positive_int,
+    check_time_constants,
+)
+from ..activations import ACTIVATIONS, get_activation
+from .base import (
+    AbstractRecurrentModel,
+    leaky_update,
+    normal_init,
+    orthonormal_columns,
+    replace_fields,
+    zeros_state,
+)
+
+READOUTS = ("state", "rate")
+
+
+class LeakyState(NamedTuple):
+    x: Array  # (*batch, N) pre-activation ("membrane") state
+
+
+def _check_common(n_in, n_hidden, n_out, tau, dt, activation, sigma_rec, readout_from):
+    check_positive_int("n_in", n_in)
+    check_positive_int("n_hidden", n_hidden)
+    check_positive_int("n_out", n_out)
+    check_time_constants(dt, tau=tau)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_nonnegative("sigma_rec", sigma_rec)
+    check_choice("readout_from", readout_from, READOUTS)
+
+
+class LeakyRNN(AbstractRecurrentModel):
+    """Vanilla leaky RNN (M1) with optional Dale's law, connectivity mask and recurrent noise.
+
+    Parameters: ``W (N, N)``, ``B (N, P)``, ``b (N)`` if ``bias``, ``C (O, N)``, ``d (O)``.
+    Dale's law: ``W_eff = |W| * sign[None, :]`` with the first ``round(exc_fraction * N)``
+    presynaptic neurons excitatory (+1) and the rest inhibitory (-1).
+    A connectivity ``mask (N, N)`` multiplies ``W_eff`` elementwise (fixed, not trained).
+    """
+
+    W: Float[Array, "N N"]
+    B: Float[Array, "N P"]
+    b: Float[Array, " N"] | None
+    C: Float[Array, "O N"]
+    d: Float[Array, " O"]
+    sign: Float[Array, " N"] | None
+    mask: Float[Array, "N N"] | None
+    n_in: int = eqx.field(static=True)
+    n_hidden: int = eqx.field(static=True)
+    n_out: int = eqx.field(static=True)
+    tau: float = eqx.field(static=True)
+    dt: float = eqx.field(static=True)
+    activation: str = eqx.field(static=True)
+    sigma_rec: float = eqx.field(static=True)
+    readout_from: str = eqx.field(static=True)
+
+    param_groups: ClassVar[dict[str, tuple[str, ...]]] = {
+        "recurrent": ("W", "b"),
+        "input": ("B",),
+        "readout": ("C", "d"),
+    }
+    buffers: ClassVar[tuple[str, ...]] = ("sign", "mask")
+    state_fields: ClassVar[tuple[str, ...]] = ("x",)
+
+    def __init__(
+        self,
+        n_in: int,
+        n_hidden: int,
+        n_out: int,
+        *,
+        tau: float = 10.0,
+        dt: float = 1.0,
+        activation: str = "tanh",
+        sigma_rec: float = 0.0,
+        bias: bool = False,
+        dale: bool = False,
+        exc_fraction: float = 0.8,
+        mask=None,
+        readout_from: str = "state",
+        gain: float = 1.0,
+        key: PRNGKeyArray,
+    ):
+        _check_common(n_in, n_hidden, n_out, tau, dt, activation, sigma_rec, readout_from)
+        check_fraction("exc_fraction", exc_fraction)
+        if mask is not None and np.shape(mask) != (n_hidden, n_hidden):
+            raise ValueError(
+                f"mask must have shape (n_hidden, n_hidden)=({n_hidden}, {n_hidden}), "
+                f"got {np.shape(mask)}"
+            )
+        kW, kB, kC = jr.split(key, 3)
+        self.n_in, self.n_hidden, self.n_out = int(n_in), int(n_hidden), int(n_out)
+        self.tau, self.dt = float(tau), float(dt)
+        self.activation, self.sigma_rec, self.readout_from = activation, float(sigma_rec), readout_from
+        W = normal_init(kW, (n_hidden, n_hidden), gain / np.sqrt(n_hidden))
+        if dale:
+            n_exc = int(round(exc_fraction * n_hidden))
+            sign = jnp.where(jnp.arange(n_hidden) < n_exc, 1.0, -1.0)
+            W = jnp.abs(W)
+            self.sign = sign
+        else:
+            self.sign = None
+        self.W = W
+        self.mask = None if mask is None else jnp.asarray(mask, dtype=jnp.float32)
+        self.B = normal_init(kB, (n_hidden, n_in), 1.0 / np.sqrt(n_in))
+        self.b = jnp.zeros(n_hidden) if bias else None
+        self.C = normal_init(kC, (n_out, n_hidden), 1.0 / np.sqrt(n_hidden))
+        self.d = jnp.zeros(n_out)
+
+    def effective_W(self) -> Array:
+        """The recurrent matrix actually used: Dale signs and mask applied."""
+        W = self.W
+        if self.sign is not None:
+            W = jnp.abs(W) * self.sign[None, :]
+        if self.mask is not None:
+            W = W * self.mask
+        return W
+
+    def materialize(self):
+        return replace_fields(self, W=self.effective_W(), sign=None, mask=None)
+
+    def initial_state(self, batch_shape=()):
+        return LeakyState(zeros_state(batch_shape, self.n_hidden))
+
+    def step(self, state, u, key=None):
+        phi = get_activation(self.activation)
+        W = self.effective_W()
+        drive = phi(state.x) @ W.T + u @ self.B.T
+        if self.b is not None:
+            drive = drive + self.b
+        return LeakyState(leaky_update(state.x, drive, self.dt / self.tau, self.sigma_rec, key))
+
+    def readout(self, state):
+        h = state.x if self.readout_from == "state" else get_activation(self.activation)(state.x)
+        return h @ self.C.T + self.d
+
+
+class LowRankRNN(AbstractRecurrentModel):
+    """Low-rank leaky RNN (M2): ``W = L R^T / N`` (``scale_by_n``), optionally with L orthonormalised.
+
+    Parameters: ``L (N, K)``, ``R (N, K)``, ``B (N, P)``, ``b (N)`` if ``bias``, ``C (O, N)``,
+    ``d (O)``. The recurrence is applied in factored form, ``((phi(x) @ R) / N) @ L^T``: O(NK).
+    With ``orthonormalize=True`` the L used is ``sqrt(N) Q`` from ``L = QR``.
+    """
+
+    L: Float[Array, "N K"]
+    R: Float[Array, "N K"]
+    B: Float[Array, "N P"]
+    b: Float[Array, " N"] | None
+    C: Float[Array, "O N"]
+    d: Float[Array, " O"]
+    n_in: int = eqx.field(static=True)
+    n_hidden: int = eqx.field(static=True)
+    rank: int = eqx.field(static=True)
+    n_out: int = eqx.field(static=True)
+    tau: float = eqx.field(static=True)
+    dt: float = eqx.field(static=True)
+    activation: str = eqx.field(static=True)
+    sigma_rec: float = eqx.field(static=True)
+    scale_by_n: bool = eqx.field(static=True)
+    orthonormalize: bool = eqx.field(static=True)
+    readout_from: str = eqx.field(static=True)
+
+    param_groups: ClassVar[dict[str, tuple[str, ...]]] = {
+        "lowrank": ("L", "R"),
+        "recurrent": ("L", "R", "b"),
+        "input": ("B",),
+        "readout": ("C", "d"),
+    }
+    state_fields: ClassVar[tuple[str, ...]] = ("x",)
+
+    def __init__(
+        self,
+        n_in: int,
+        n_hidden: int,
+        n_out: int,
+        *,
+        rank: int = 3,
+        tau: float = 10.0,
+        dt: float = 1.0,
+        activation: str = "tanh",
+        sigma_rec: float = 0.0,
+        bias: bool = False,
+        scale_by_n: bool = True,
+        orthonormalize: bool = False,
+        readout_from: str = "state",
+        key: PRNGKeyArray,
+    ):
+        _check_common(n_in, n_hidden, n_out, tau, dt, activation, sigma_rec, readout_from)
+        check_positive_int("rank", rank)
+        if rank > n_hidden:
+            raise ValueError(f"rank={rank} must not exceed n_hidden={n_hidden}")
+        kL, kR, kB, kC = jr.split(key, 4)
+        self.n_in, self.n_hidden, self.n_out, self.rank = int(n_in), int(n_hidden), int(n_out), int(rank)
+        self.tau, self.dt = float(tau), float(dt)
+        self.activation, self.sigma_rec = activation, float(sigma_rec)
+        self.scale_by_n, self.orthonormalize, self.readout_from = bool(scale_by_n), bool(orthonormalize), readout_from
+        # N(0, 1) factors with the 1/N scaling, as in the NM-RNN reference initialisation.
+        factor_scale = 1.0 if scale_by_n else 1.0 / np.sqrt(n_hidden)
+        self.L = normal_init(kL, (n_hidden, rank), factor_scale)
+        self.R = normal_init(kR, (n_hidden, rank), factor_scale)
+        self.B = normal_init(kB, (n_hidden, n_in), 1.0 / np.sqrt(n_in))
+        self.b = jnp.zeros(n_hidden) if bias else None
+        self.C = normal_init(kC, (n_out, n_hidden), 1.0 / np.sqrt(n_hidden))
+        self.d = jnp.zeros(n_out)
+
+    def effective_L(self) -> Array:
+        return orthonormal_columns(self.L) if self.orthonormalize else self.L
+
+    def effective_W(self) -> Array:
+        """The full recurrent matrix ``L R^T (/ N)`` (for analysis; the step never forms it)."""
+        W = self.effective_L() @ self.R.T
+        return W / self.n_hidden if self.scale_by_n else W
+
+    def materialize(self):
+        return replace_fields(self, L=self.effective_L(), orthonormalize=False)
+
+    def initial_state(self, batch_shape=()):
+        return LeakyState(zeros_state(batch_shape, self.n_hidden))
+
+    def step(self, state, u, key=None):
+        phi = get_activation(self.activation)
+        proj = phi(state.x) @ self.R
+        if self.scale_by_n:
+            proj = proj / self.n_hidden
+        drive = proj @ self.effective_L().T + u @ self.B.T
+        if self.b is not None:
+            drive = drive + self.b
+        return LeakyState(leaky_update(state.x, drive, self.dt / self.tau, self.sigma_rec, key))
+
+    def readout(self, state):
+        h = state.x if self.readout_from == "state" else get_activation(self.activation)(state.x)
+        return h @ self.C.T + self.d

@@ -1,0 +1,220 @@
+"""The NM-RNN of Costacurta et al. 2024 (M3): a small RNN z whose output gates the K rank-one
+components of a low-rank RNN x.
+
+    z_t = (1 - a_z) z_{t-1} + a_z (W_z phi(z_{t-1}) + B_z u^z_t [+ B_zx x_{t-1}])
+    s_t = sigmoid(A_z z_t + b_z)                                    (K gains, in (0, 1))
+    x_t = (1 - a_x) x_{t-1} + a_x (L diag(s_t) R^T phi(x_{t-1}) / N + B_x u^x_t)
+    y_t = C x_t + d,                 a_x = dt / tau_x,  a_z = dt / tau_z
+
+Order of updates and the 1/N scaling follow the authors' reference code: z is updated first and the
+gains of the *new* z scale the x update. Variants:
+
+* ``linearized=True``: ``phi = identity`` in the x network and ``tau_x = dt`` (supplement eq. 1-3).
+  ``phi`` of the z network stays ``activation`` (tanh).
+* ``symmetric=True``: ``R = L`` (one factor), orthonormalised so that ``L^T L / N = I`` (the setting
+  of Proposition 1).
+* ``feedback=True``: adds ``B_zx x_{t-1}`` to the z drive.
+* ``x_inputs`` / ``z_inputs``: channel indices routed to each subnetwork (the multitask form feeds
+  the task-rule channels to z only). ``None`` means all channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._validation import (
+    check_choice,
+    check_nonnegative,
+    check_positive_int,
+    check_time_constants,
+)
+from ..activations import ACTIVATIONS, get_activation
+from .base import (
+    AbstractRecurrentModel,
+    leaky_update,
+    normal_init,
+    orthonormal_columns,
+    replace_fields,
+    zeros_state,
+)
+
+
+class NMState(NamedTuple):
+    x: Array  # (*batch, N) output-generating network
+    z: Array  # (*batch, M) neuromodulatory network
+
+
+def _channels(name: str, channels: Sequence[int] | None, n_in: int) -> tuple[int, ...] | None:
+    if channels is None:
+        return None
+    chans = tuple(int(c) for c in channels)
+    if not chans:
+        raise ValueError(f"{name} must name at least one input channel, got an empty list")
+    bad = [c for c in chans if not 0 <= c < n_in]
+    if bad:
+        raise ValueError(f"{name} has channel(s) {bad} outside 0..{n_in - 1} (n_in={n_in})")
+    if len(set(chans)) != len(chans):
+        raise ValueError(f"{name} repeats a channel: {list(chans)}")
+    return chans
+
+
+class NMRNN(AbstractRecurrentModel):
+    """Neuromodulated low-rank RNN (NM-RNN). See the module docstring for the equations.
+
+    Parameters: ``W_z (M, M)``, ``B_z (M, P_z)``, ``A_z (K, M)``, ``b_z (K)``, ``L (N, K)``,
+    ``R (N, K)`` (absent if ``symmetric``), ``B_x (N, P_x)``, ``C (O, N)``, ``d (O)``, and
+    ``B_zx (M, N)`` if ``feedback``.
+    Groups: ``"nm"`` (the z subnetwork and its gain readout) and ``"lowrank"`` (everything of x).
+    """
+
+    W_z: Float[Array, "M M"]
+    B_z: Float[Array, "M Pz"]
+    A_z: Float[Array, "K M"]
+    b_z: Float[Array, " K"]
+    B_zx: Float[Array, "M N"] | None
+    L: Float[Array, "N K"]
+    R: Float[Array, "N K"] | None
+    B_x: Float[Array, "N Px"]
+    C: Float[Array, "O N"]
+    d: Float[Array, " O"]
+    n_in: int = eqx.field(static=True)
+    n_hidden: int = eqx.field(static=True)
+    n_nm: int = eqx.field(static=True)
+    rank: int = eqx.field(static=True)
+    n_out: int = eqx.field(static=True)
+    tau_x: float = eqx.field(static=True)
+    tau_z: float = eqx.field(static=True)
+    dt: float = eqx.field(static=True)
+    activation: str = eqx.field(static=True)
+    linearized: bool = eqx.field(static=True)
+    symmetric: bool = eqx.field(static=True)
+    orthonormalize: bool = eqx.field(static=True)
+    scale_by_n: bool = eqx.field(static=True)
+    sigma_rec: float = eqx.field(static=True)
+    x_inputs: tuple[int, ...] | None = eqx.field(static=True)
+    z_inputs: tuple[int, ...] | None = eqx.field(static=True)
+
+    param_groups: ClassVar[dict[str, tuple[str, ...]]] = {
+        "nm": ("W_z", "B_z", "A_z", "b_z", "B_zx"),
+        "lowrank": ("L", "R", "B_x", "C", "d"),
+    }
+    state_fields: ClassVar[tuple[str, ...]] = ("x", "z")
+
+    def __init__(
+        self,
+        n_in: int,
+        n_hidden: int,
+        n_out: int,
+        *,
+        n_nm: int = 5,
+        rank: int = 3,
+        tau_x: float = 10.0,
+        tau_z: float = 100.0,
+        dt: float = 1.0,
+        activation: str = "tanh",
+        linearized: bool = False,
+        symmetric: bool = False,
+        orthonormalize: bool | None = None,
+        feedback: bool = False,
+        scale_by_n: bool = True,
+        sigma_rec: float = 0.0,
+        x_inputs: Sequence[int] | None = None,
+        z_inputs: Sequence[int] | None = None,
+        key: PRNGKeyArray,
+    ):
+        check_positive_int("n_in", n_in)
+        check_positive_int("n_hidden", n_hidden)
+        check_positive_int("n_out", n_out)
+        check_positive_int("n_nm", n_nm)
+        check_positive_int("rank", rank)
+        if rank > n_hidden:
+            raise ValueError(f"rank={rank} must not exceed n_hidden={n_hidden}")
+        if linearized:
+            tau_x = dt
+        check_time_constants(dt, tau_x=tau_x, tau_z=tau_z)
+        check_choice("activation", activation, ACTIVATIONS)
+        check_nonnegative("sigma_rec", sigma_rec)
+        self.x_inputs = _channels("x_inputs", x_inputs, n_in)
+        self.z_inputs = _channels("z_inputs", z_inputs, n_in)
+        p_x = n_in if self.x_inputs is None else len(self.x_inputs)
+        p_z = n_in if self.z_inputs is None else len(self.z_inputs)
+        if orthonormalize is None:
+            orthonormalize = symmetric
+
+        self.n_in, self.n_hidden, self.n_nm = int(n_in), int(n_hidden), int(n_nm)
+        self.rank, self.n_out = int(rank), int(n_out)
+        self.tau_x, self.tau_z, self.dt = float(tau_x), float(tau_z), float(dt)
+        self.activation, self.linearized = activation, bool(linearized)
+        self.symmetric, self.orthonormalize = bool(symmetric), bool(orthonormalize)
+        self.scale_by_n, self.sigma_rec = bool(scale_by_n), float(sigma_rec)
+
+        k = jr.split(key, 9)
+        # Initial scales follow the reference code: N(0,1) factors (with the 1/N scaling),
+        # inputs / sqrt(P), readout / sqrt(N), NM weights and gain readout 0.1.
+        factor_scale = 1.0 if scale_by_n else 1.0 / np.sqrt(n_hidden)
+        self.L = normal_init(k[0], (n_hidden, rank), factor_scale)
+        self.R = None if symmetric else normal_init(k[1], (n_hidden, rank), factor_scale)
+        self.B_x = normal_init(k[2], (n_hidden, p_x), 1.0 / np.sqrt(p_x))
+        self.C = normal_init(k[3], (n_out, n_hidden), 1.0 / np.sqrt(n_hidden))
+        self.d = jnp.zeros(n_out)
+        self.W_z = normal_init(k[4], (n_nm, n_nm), 0.1)
+        self.B_z = normal_init(k[5], (n_nm, p_z), 1.0 / np.sqrt(p_z))
+        self.A_z = normal_init(k[6], (rank, n_nm), 0.1)
+        self.b_z = normal_init(k[7], (rank,), 0.1)
+        self.B_zx = normal_init(k[8], (n_nm, n_hidden), 0.1 / np.sqrt(n_hidden)) if feedback else None
+
+    # -- derived quantities ------------------------------------------------------------------
+    def factors(self) -> tuple[Array, Array]:
+        """The (L, R) actually used by the recurrence (``R = L`` when symmetric)."""
+        L = orthonormal_columns(self.L) if self.orthonormalize else self.L
+        R = L if self.symmetric else self.R
+        return L, R
+
+    def gains(self, z: Array) -> Array:
+        """``s = sigmoid(A_z z + b_z)`` for any leading dims of ``z``."""
+        return jax.nn.sigmoid(z @ self.A_z.T + self.b_z)
+
+    def materialize(self):
+        if not self.orthonormalize:
+            return self
+        L, _ = self.factors()
+        return replace_fields(self, L=L, orthonormalize=False)
+
+    def _x_phi(self):
+        return (lambda v: v) if self.linearized else get_activation(self.activation)
+
+    def _select(self, u, channels):
+        return u if channels is None else u[..., jnp.asarray(channels)]
+
+    # -- interface ---------------------------------------------------------------------------
+    def initial_state(self, batch_shape=()):
+        return NMState(zeros_state(batch_shape, self.n_hidden), zeros_state(batch_shape, self.n_nm))
+
+    def step(self, state, u, key=None):
+        phi_z = get_activation(self.activation)
+        kx = kz = None
+        if key is not None:
+            kx, kz = jr.split(key)
+        z_drive = phi_z(state.z) @ self.W_z.T + self._select(u, self.z_inputs) @ self.B_z.T
+        if self.B_zx is not None:
+            z_drive = z_drive + state.x @ self.B_zx.T
+        z = leaky_update(state.z, z_drive, self.dt / self.tau_z, self.sigma_rec, kz)
+        s = self.gains(z)
+        L, R = self.factors()
+        proj = self._x_phi()(state.x) @ R
+        if self.scale_by_n:
+            proj = proj / self.n_hidden
+        x_drive = (proj * s) @ L.T + self._select(u, self.x_inputs) @ self.B_x.T
+        x = leaky_update(state.x, x_drive, self.dt / self.tau_x, self.sigma_rec, kx)
+        return NMState(x, z)
+
+    def readout(self, state):
+        return state.x @ self.C.T + self.d

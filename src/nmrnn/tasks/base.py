@@ -1,0 +1,76 @@
+"""The batch type and the task interface shared by every task.
+
+A task is an immutable ``equinox.Module`` holding its configuration (static fields). It generates
+trials as a pure function of a PRNG key -- ``task.sample(key, batch_size) -> Batch`` -- which is
+jit-compatible, so data generation can live inside the compiled training loop. Each task declares
+its own evaluation metric through ``task.evaluate(outputs, batch) -> dict``.
+
+Arrays are batch-major: ``inputs (B, T, P)``, ``targets (B, T, O)``, ``mask (B, T, O)`` (per-step
+and per-output loss weights; 0 where the output is not scored). ``info`` holds per-trial metadata
+(condition labels, epoch boundaries in steps), each an array with leading axis ``B``.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+
+class Batch(eqx.Module):
+    """A batch of trials. See the module docstring for shapes."""
+
+    inputs: Float[Array, "B T P"]
+    targets: Float[Array, "B T O"]
+    mask: Float[Array, "B T O"]
+    info: dict[str, Array] = eqx.field(default_factory=dict)
+
+    @property
+    def batch_size(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def n_steps(self) -> int:
+        return self.inputs.shape[1]
+
+    def take(self, index) -> Batch:
+        """A sub-batch (``index`` indexes the trial axis)."""
+        return jax.tree.map(lambda a: a[index], self)
+
+
+def masked_mse(outputs: Array, targets: Array, mask: Array) -> Array:
+    """``sum(mask * (outputs - targets)^2) / sum(mask)`` (0 if the mask is empty)."""
+    err = mask * (outputs - targets) ** 2
+    return jnp.sum(err) / jnp.maximum(jnp.sum(mask), 1e-12)
+
+
+class AbstractTask(eqx.Module):
+    """Base class of all tasks.
+
+    Subclasses set ``n_in``, ``n_out``, ``n_steps`` and implement :meth:`sample`; they override
+    :meth:`evaluate` when the task has a metric beyond the masked MSE, and
+    :meth:`fixed_batch` when the task has a canonical full training set (MWG).
+    """
+
+    n_in: eqx.AbstractVar[int]
+    n_out: eqx.AbstractVar[int]
+    n_steps: eqx.AbstractVar[int]
+
+    #: Batch size the papers train with (used when none is given).
+    default_batch_size: ClassVar[int] = 64
+
+    @abc.abstractmethod
+    def sample(self, key: PRNGKeyArray, batch_size: int) -> Batch:
+        """``batch_size`` independent random trials; a pure function of ``key``."""
+
+    def fixed_batch(self) -> Batch | None:
+        """The task's canonical full training set, or ``None`` if it has none."""
+        return None
+
+    def evaluate(self, outputs: Array, batch: Batch) -> dict[str, Array]:
+        """Metrics of ``outputs (B, T, O)`` on ``batch``. Default: the masked MSE."""
+        return {"loss": masked_mse(outputs, batch.targets, batch.mask)}
