@@ -71,6 +71,17 @@ class AbstractTask(eqx.Module):
         """The task's canonical full training set, or ``None`` if it has none."""
         return None
 
+    def evaluation_batches(self, key: PRNGKeyArray) -> dict[str, Batch]:
+        """Named batches a trained model is evaluated on.
+
+        Default: the fixed training set if the task has one, else ``4 * default_batch_size``
+        fresh trials drawn with ``key``. Tasks with held-out conditions add their own sets.
+        """
+        fixed = self.fixed_batch()
+        if fixed is not None:
+            return {"train": fixed}
+        return {"test": self.sample(key, 4 * self.default_batch_size)}
+
     def evaluate(self, outputs: Array, batch: Batch) -> dict[str, Array]:
         """Metrics of ``outputs (B, T, O)`` on ``batch``. Default: the masked MSE."""
         return {"loss": masked_mse(outputs, batch.targets, batch.mask)}

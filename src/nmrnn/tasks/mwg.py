@@ -125,6 +125,11 @@ class MeasureWaitGo(AbstractTask):
     def extrapolation_batch(self) -> Batch:
         return self.test_batch(EXTRAPOLATION_INTERVALS)
 
+    def evaluation_batches(self, key=None) -> dict[str, Batch]:
+        """``trained``: the 40-trial training set; ``extrapolated``: the 8 extrapolation intervals
+        at the test measure time."""
+        return {"trained": self.fixed_batch(), "extrapolated": self.extrapolation_batch()}
+
     def evaluate(self, outputs, batch: Batch) -> dict:
         """Overall masked MSE and the MSE of each interval present in the batch (``loss_<i>``)."""
         err = np.asarray(batch.mask * (outputs - batch.targets) ** 2).sum(axis=(1, 2))

@@ -1,0 +1,314 @@
+"""Parameter-matched model comparisons across seeds (``nmrnn compare``).
+
+Every (model, seed) pair is an ordinary run directory under ``<out>/runs/<label>_seed<k>``, so an
+interrupted comparison resumes where it stopped (finished runs are reused, unfinished ones resume
+from their last checkpoint). The comparison writes:
+
+* ``summary.json``: the settings, every per-seed number, and the per-model mean and s.e.m.;
+* ``table.csv``: the printed table;
+* ``figures/``: learning curves, plus the task's own figures (MWG: output ramps on trained and
+  extrapolated intervals for each model, and the NM-RNN's gains s(t) aligned to the go cue).
+
+Baseline sizes are picked by :func:`nmrnn.models.match_size` to reach the parameter count of the
+reference model (the first entry), as the NM-RNN paper does.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_choice, check_positive_int
+from ..models import MODELS, count_for, match_size
+from ..tasks import TASKS, make_task
+from ..train.checkpoint import atomic_write_json, atomic_write_text
+from ..train.config import Stage, TrainConfig
+from ..train.run import METRICS, RunSpec, load_run, prepare_run_dir, train_run
+
+PROFILES = ("quick", "paper")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of a comparison. ``n_hidden=None``: matched to the reference's parameter count.
+
+    ``stages``: staged-training schedule as fractions of the profile's step budget per group,
+    e.g. ``(("lowrank", 1/7), ("nm", 1/7), ("all", 5/7))``; ``None`` trains everything.
+    """
+
+    label: str
+    model: str
+    n_hidden: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    stages: tuple[tuple[str, float], ...] | None = None
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """How a task is compared: its default models and the training budget of each profile."""
+
+    models: tuple[ModelEntry, ...]
+    steps: dict[str, int]
+    seeds: dict[str, int]
+    lr: float = 1e-2
+    fixed_batch: bool = False
+    headline: tuple[str, ...] = ("loss",)
+
+
+# The NM-RNN paper's MWG setting (supplement C.3): NM-RNN N=100, M=5, K=3, tau_x=10, tau_z=100;
+# stages 10k low-rank + 10k NM + 50k all; baselines matched in parameters; clip(1) + AdamW(1e-2);
+# full-batch training on the 40 trials.
+_NM_STAGES = (("lowrank", 1 / 7), ("nm", 1 / 7), ("all", 5 / 7))
+PLANS: dict[str, TaskPlan] = {
+    "mwg": TaskPlan(
+        models=(
+            ModelEntry("NM-RNN", "nmrnn", 100, {"n_nm": 5, "rank": 3, "tau_x": 10.0, "tau_z": 100.0}, _NM_STAGES),
+            ModelEntry("LR-RNN", "lowrank", None, {"rank": 3, "tau": 10.0}),
+            ModelEntry("vanilla RNN", "vanilla", None, {"tau": 10.0}),
+            ModelEntry("LSTM", "lstm", None, {}),
+        ),
+        steps={"quick": 4200, "paper": 70_000},
+        seeds={"quick": 3, "paper": 10},
+        fixed_batch=True,
+    ),
+    # Element Finder at ~500 parameters (supplement C.3): NM-RNN (M, N, K) = (5, 18, 8),
+    # tau_x=10, tau_z=2; 20k steps of fresh batches of 128.
+    "eft": TaskPlan(
+        models=(
+            ModelEntry("NM-RNN", "nmrnn", 18, {"n_nm": 5, "rank": 8, "tau_x": 10.0, "tau_z": 2.0}),
+            ModelEntry("LR-RNN", "lowrank", None, {"rank": 4, "tau": 10.0}),
+            ModelEntry("vanilla RNN", "vanilla", None, {"tau": 10.0}),
+            ModelEntry("LSTM", "lstm", None, {}),
+        ),
+        steps={"quick": 1500, "paper": 20_000},
+        seeds={"quick": 2, "paper": 10},
+    ),
+}
+
+DEFAULT_PLAN = TaskPlan(
+    models=(
+        ModelEntry("NM-RNN", "nmrnn", 100, {"n_nm": 5, "rank": 3}),
+        ModelEntry("LR-RNN", "lowrank", None, {"rank": 3}),
+        ModelEntry("vanilla RNN", "vanilla", None, {}),
+        ModelEntry("GRU", "gru", None, {}),
+        ModelEntry("LSTM", "lstm", None, {}),
+    ),
+    steps={"quick": 1000, "paper": 20_000},
+    seeds={"quick": 2, "paper": 10},
+)
+
+
+def plan_for(task: str) -> TaskPlan:
+    return PLANS.get(task, DEFAULT_PLAN)
+
+
+def parse_model_entry(text: str) -> ModelEntry:
+    """``name`` or ``name:N`` or ``name:N:key=value,key=value`` -> ModelEntry (label = text)."""
+    bits = text.split(":", 2)
+    name = check_choice("model", bits[0], MODELS)
+    n_hidden = None
+    options: dict[str, Any] = {}
+    if len(bits) > 1 and bits[1]:
+        n_hidden = check_positive_int("n_hidden", int(bits[1]) if bits[1].isdigit() else bits[1])
+    if len(bits) > 2 and bits[2]:
+        for kv in bits[2].split(","):
+            k, _, v = kv.partition("=")
+            options[k] = _literal(v)
+    return ModelEntry(text, name, n_hidden, options)
+
+
+def _literal(v: str) -> Any:
+    try:
+        return json.loads(v)
+    except json.JSONDecodeError:
+        return v
+
+
+def _stages(entry: ModelEntry, total: int) -> tuple[Stage, ...] | None:
+    if entry.stages is None:
+        return None
+    steps = [max(1, int(round(frac * total))) for _, frac in entry.stages]
+    steps[-1] = max(1, total - sum(steps[:-1]))
+    return tuple(Stage(s, g) for (g, _), s in zip(entry.stages, steps, strict=True))
+
+
+def resolve_sizes(entries: Sequence[ModelEntry], n_in: int, n_out: int) -> list[tuple[ModelEntry, int, int]]:
+    """Fill in matched sizes: (entry, n_hidden, parameter count) for each entry."""
+    if entries[0].n_hidden is None:
+        raise ValueError("the first (reference) model of a comparison needs an explicit size")
+    ref = entries[0]
+    target = count_for(ref.model, n_in=n_in, n_out=n_out, n_hidden=ref.n_hidden, **ref.options)
+    out = []
+    for e in entries:
+        n = e.n_hidden or match_size(e.model, target, n_in=n_in, n_out=n_out, **e.options)
+        out.append((e, n, count_for(e.model, n_in=n_in, n_out=n_out, n_hidden=n, **e.options)))
+    return out
+
+
+def _mean_sem(values: Sequence[float]) -> tuple[float, float]:
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return math.nan, math.nan
+    sem = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
+    return float(v.mean()), sem
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in label).strip("-").lower()
+
+
+def run_compare(
+    task: str = "mwg",
+    *,
+    out_dir: str | Path,
+    models: Sequence[ModelEntry] | None = None,
+    seeds: int | None = None,
+    profile: str = "quick",
+    steps: int | None = None,
+    progress: bool = False,
+    figures: bool = True,
+    log=print,
+) -> dict[str, Any]:
+    """Train every model on ``task`` for each seed, then tabulate and plot. Returns the summary."""
+    check_choice("task", task, TASKS)
+    check_choice("profile", profile, PROFILES)
+    plan = plan_for(task)
+    entries = tuple(models) if models else plan.models
+    n_seeds = check_positive_int("seeds", seeds) if seeds is not None else plan.seeds[profile]
+    total = check_positive_int("steps", steps) if steps is not None else plan.steps[profile]
+    task_obj = make_task(task)
+    sized = resolve_sizes(entries, task_obj.n_in, task_obj.n_out)
+    labels = [e.label for e in entries]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"model labels must be distinct, got {labels}")
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    per_model: dict[str, Any] = {}
+    run_dirs: dict[str, list[Path]] = {}
+    for entry, n_hidden, count in sized:
+        cfg = TrainConfig(
+            steps=total,
+            lr=plan.lr,
+            fixed_batch=plan.fixed_batch,
+            stages=_stages(entry, total),
+            steps_per_call=min(500, total),
+            checkpoint_every=max(500, total // 10),
+        )
+        seeds_out = []
+        run_dirs[entry.label] = []
+        for seed in range(n_seeds):
+            spec = RunSpec(entry.model, n_hidden, task, cfg, seed, dict(entry.options))
+            run_dir = out / "runs" / f"{_slug(entry.label)}_seed{seed}"
+            run_dirs[entry.label].append(run_dir)
+            metrics = _finished_metrics(run_dir, spec)
+            if metrics is None:
+                log(f"  training {entry.label} (N={n_hidden}, {count} params) seed {seed} ...")
+                train_run(run_dir, spec, resume=True, progress=progress)
+                metrics = json.loads((run_dir / METRICS).read_text())
+            else:
+                log(f"  reusing finished run {run_dir}")
+            seeds_out.append(metrics)
+        per_model[entry.label] = {
+            "model": entry.model,
+            "n_hidden": n_hidden,
+            "params": count,
+            "options": dict(entry.options),
+            "per_seed": seeds_out,
+        }
+
+    first = next(iter(per_model.values()))["per_seed"][0]
+    sets = [k for k, v in first.items() if isinstance(v, dict)]
+    rows = []
+    for label, info in per_model.items():
+        row: dict[str, Any] = {"model": label, "N": info["n_hidden"], "params": info["params"]}
+        for s in sets:
+            for metric in plan.headline:
+                vals = [m[s][metric] for m in info["per_seed"]]
+                mean, sem = _mean_sem(vals)
+                info.setdefault("mean", {})[f"{s}/{metric}"] = mean
+                info.setdefault("sem", {})[f"{s}/{metric}"] = sem
+                row[f"{s} {metric}"] = (mean, sem)
+        rows.append(row)
+
+    summary = {
+        "task": task,
+        "profile": profile,
+        "seeds": n_seeds,
+        "steps": total,
+        "evaluation_sets": sets,
+        "models": per_model,
+    }
+    if figures:
+        summary["figures"] = make_figures(task, out, run_dirs, per_model)
+    atomic_write_json(out / "summary.json", summary)
+    atomic_write_text(out / "table.csv", _csv(rows))
+    summary["table"] = format_table(rows, n_seeds)
+    return summary
+
+
+def _finished_metrics(run_dir: Path, spec: RunSpec) -> dict | None:
+    """Metrics of a completed run with the same spec, else None (the run will be (re)started)."""
+    cfg, met = run_dir / "config.json", run_dir / METRICS
+    if not (cfg.exists() and met.exists()):
+        return None
+    if json.loads(cfg.read_text()) != json.loads(json.dumps(spec.to_dict())):
+        prepare_run_dir(run_dir, spec, resume=True)  # raises with the list of differences
+    return json.loads(met.read_text())
+
+
+def _csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    keys = list(rows[0].keys())
+    header = []
+    for k in keys:
+        header += [f"{k} mean", f"{k} sem"] if isinstance(rows[0][k], tuple) else [k]
+    w.writerow(header)
+    for r in rows:
+        line = []
+        for k in keys:
+            line += [repr(r[k][0]), repr(r[k][1])] if isinstance(r[k], tuple) else [r[k]]
+        w.writerow(line)
+    return buf.getvalue()
+
+
+def format_table(rows: list[dict], n_seeds: int) -> str:
+    """A fixed-width text table; metric cells are ``mean ± s.e.m.`` over seeds."""
+    keys = list(rows[0].keys())
+    cells = [[k if not isinstance(rows[0][k], tuple) else f"{k} (mean ± sem, n={n_seeds})" for k in keys]]
+    for r in rows:
+        cells.append(
+            [f"{r[k][0]:.3e} ± {r[k][1]:.1e}" if isinstance(r[k], tuple) else str(r[k]) for k in keys]
+        )
+    widths = [max(len(row[i]) for row in cells) for i in range(len(keys))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def make_figures(task: str, out: Path, run_dirs: dict[str, list[Path]], per_model: dict) -> list[str]:
+    """Learning curves for every task, plus the task's own figures. Returns the files written."""
+    from ..plotting import curves
+
+    fig_dir = out / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    written = [curves.plot_learning_curves(run_dirs, fig_dir / "learning_curves.png")]
+    if task == "mwg":
+        from ..plotting import mwg
+
+        models = {label: load_run(dirs[0])[1] for label, dirs in run_dirs.items()}
+        task_obj = make_task("mwg")
+        written.append(mwg.plot_ramps(models, task_obj, fig_dir / "ramps.png"))
+        nm = {label: m for label, m in models.items() if hasattr(m, "gains")}
+        for label, model in nm.items():
+            written.append(mwg.plot_gains(model, task_obj, fig_dir / f"gains_{_slug(label)}.png", title=label))
+    return [str(Path(w).relative_to(out)) for w in written]

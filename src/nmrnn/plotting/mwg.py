@@ -1,0 +1,80 @@
+"""Measure-Wait-Go figures: output ramps on trained and extrapolated intervals, and the NM-RNN's
+gains s(t) aligned to the go cue (as in figure 3 of the NM-RNN paper)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..models import simulate
+from ..tasks.mwg import EXTRAPOLATION_INTERVALS, MeasureWaitGo
+from ._common import plt, save
+
+
+def _interval_colours(intervals, trained):
+    lo = plt.get_cmap("Reds")
+    hi = plt.get_cmap("Blues")
+    tr = plt.get_cmap("Greys")
+    out = {}
+    short = [i for i in intervals if i < min(trained)]
+    long = [i for i in intervals if i > max(trained)]
+    mid = [i for i in intervals if min(trained) <= i <= max(trained)]
+    for group, cmap in ((short, lo), (long, hi), (mid, tr)):
+        for j, i in enumerate(sorted(group)):
+            out[i] = cmap(0.45 + 0.5 * (j + 1) / (len(group) + 1))
+    return out
+
+
+def plot_ramps(models: dict, task: MeasureWaitGo, path: str | Path, before: int = 5, after: int = 35) -> Path:
+    """One column per model; rows: trained intervals, extrapolated intervals. Each panel shows
+    the output (solid) and target (dashed) aligned to the go cue."""
+    trained = sorted(task.intervals)
+    extra = sorted(EXTRAPOLATION_INTERVALS)
+    colours = _interval_colours(trained + extra, trained)
+    fig, axes = plt.subplots(2, len(models), figsize=(3.2 * len(models), 5.5), sharex=True, sharey=True, squeeze=False)
+    for col, (label, model) in enumerate(models.items()):
+        for row, intervals in enumerate((trained, extra)):
+            batch = task.test_batch(intervals)
+            ys = np.asarray(simulate(model, batch.inputs).outputs[..., 0])
+            tg = np.asarray(batch.info["t_go"])
+            ax = axes[row, col]
+            for k, interval in enumerate(intervals):
+                t0, t1 = tg[k] - before, min(tg[k] + after, task.n_steps)
+                rel = np.arange(t0, t1) - tg[k]
+                ax.plot(rel, ys[k, t0:t1], color=colours[interval], lw=1.6, label=str(interval))
+                ax.plot(rel, np.asarray(batch.targets)[k, t0:t1, 0], "--", color=colours[interval], lw=0.9)
+            if row == 0:
+                ax.set_title(label)
+            if col == 0:
+                ax.set_ylabel(("trained" if row == 0 else "extrapolated") + " intervals\noutput")
+            if row == 1:
+                ax.set_xlabel("steps from go cue")
+    for row in range(2):
+        axes[row, -1].legend(title="interval", fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.suptitle("MWG output ramps (solid) vs targets (dashed)")
+    return save(fig, path)
+
+
+def plot_gains(model, task: MeasureWaitGo, path: str | Path, title: str = "NM-RNN", before: int = 20, after: int = 35) -> Path:
+    """The K gains s_k(t) for every interval (trained and extrapolated), aligned to the go cue."""
+    intervals = sorted(set(task.intervals) | set(EXTRAPOLATION_INTERVALS))
+    batch = task.test_batch(intervals)
+    states = simulate(model, batch.inputs).states
+    s = np.asarray(model.gains(states.z))  # (B, T, K)
+    tg = np.asarray(batch.info["t_go"])
+    colours = _interval_colours(intervals, sorted(task.intervals))
+    K = s.shape[-1]
+    fig, axes = plt.subplots(1, K, figsize=(3.2 * K, 3), squeeze=False, sharey=True)
+    for k in range(K):
+        ax = axes[0, k]
+        for b, interval in enumerate(intervals):
+            t0, t1 = max(tg[b] - before, 0), min(tg[b] + after, task.n_steps)
+            ax.plot(np.arange(t0, t1) - tg[b], s[b, t0:t1, k], color=colours[interval], lw=1.3, label=str(interval))
+        ax.axvline(0, color="k", lw=0.5)
+        ax.set_title(f"s_{k + 1}(t)")
+        ax.set_xlabel("steps from go cue")
+    axes[0, 0].set_ylabel("gain")
+    axes[0, -1].legend(title="interval", fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.suptitle(f"{title}: neuromodulatory gains aligned to the go cue")
+    return save(fig, path)
