@@ -1,0 +1,75 @@
+import json
+
+import pytest
+
+from nmrnn.cli import main
+
+
+@pytest.mark.parametrize("sub", [[], ["train"], ["evaluate"], ["compare"], ["reproduce"], ["list"]])
+def test_help_everywhere(sub, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*sub, "--help"])
+    assert e.value.code == 0
+    assert "usage: nmrnn" in capsys.readouterr().out
+
+
+def test_train_then_evaluate(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["train", "--model", "lowrank", "--task", "mwg", "--out", str(out), "--hidden", "10",
+               "--model-opt", "rank=2", "--steps", "20", "--fixed-batch", "--steps-per-call", "10", "--no-progress"])
+    assert rc == 0
+    assert {p.name for p in out.iterdir()} >= {"config.json", "checkpoint.npz", "curve.csv", "metrics.json"}
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model_options"] == {"rank": 2} and cfg["n_hidden"] == 10
+    assert main(["evaluate", str(out), "--json"]) == 0
+    printed = capsys.readouterr().out
+    assert '"extrapolated"' in printed
+
+
+def test_match_params_picks_the_paper_size(tmp_path, capsys):
+    rc = main(["train", "--model", "vanilla", "--task", "mwg", "--out", str(tmp_path / "r"),
+               "--match-params", "1059", "--steps", "2", "--steps-per-call", "2", "--no-progress"])
+    assert rc == 0
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["n_hidden"] == 31
+
+
+@pytest.mark.parametrize(
+    "argv, msg",
+    [
+        (["train", "--model", "nope", "--task", "mwg", "--out", "X"], "unknown model 'nope'; valid choices"),
+        (["train", "--model", "vanilla", "--task", "nope", "--out", "X"], "unknown task 'nope'; valid choices"),
+        (["train", "--model", "vanilla", "--task", "mwg", "--out", "X", "--hidden", "0"], "n_hidden must be a positive integer"),
+        (["train", "--model", "nmrnn", "--task", "mwg", "--out", "X", "--model-opt", "tau_x=-1"], "tau_x must be a positive number"),
+        (["train", "--model", "nmrnn", "--task", "mwg", "--out", "X", "--model-opt", "dt=5", "--model-opt", "tau_x=2"], "dt=5.0 is larger than tau_x=2.0"),
+        (["train", "--model", "vanilla", "--task", "mwg", "--out", "X", "--steps", "0"], "steps must be a positive integer"),
+        (["train", "--model", "vanilla", "--task", "mwg", "--out", "X", "--model-opt", "colour=3"], "unknown option"),
+        (["compare", "--task", "nope"], "unknown task 'nope'"),
+        (["compare", "--models", "nmrnn", "vanilla"], "needs an explicit size"),
+        (["evaluate", "/nonexistent/run"], "not a run directory"),
+    ],
+)
+def test_bad_input_is_refused_with_a_message(argv, msg, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert msg in capsys.readouterr().err
+    assert not (tmp_path / "X").exists()  # nothing written before validation
+
+
+def test_compare_small_writes_table_summary_and_figures(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    rc = main(["compare", "--models", "nmrnn:12:n_nm=2,rank=2,tau_z=20", "vanilla", "--steps", "20",
+               "--seeds", "2", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "trained loss" in printed and "extrapolated loss" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["models"]["nmrnn:12:n_nm=2,rank=2,tau_z=20"]["per_seed"]) == 2
+    vanilla = summary["models"]["vanilla"]
+    assert vanilla["params"] >= summary["models"]["nmrnn:12:n_nm=2,rank=2,tau_z=20"]["params"]
+    for f in ("learning_curves.png", "ramps.png"):
+        assert (out / "figures" / f).stat().st_size > 0
+    assert (out / "table.csv").read_text().startswith("model,N,params")
+    # A second invocation reuses the finished runs.
+    assert main(["compare", "--models", "nmrnn:12:n_nm=2,rank=2,tau_z=20", "vanilla", "--steps", "20",
+                 "--seeds", "2", "--out", str(out), "--no-progress", "--no-figures"]) == 0
+    assert "reusing finished run" in capsys.readouterr().out
