@@ -75,7 +75,7 @@ PLANS: dict[str, TaskPlan] = {
             ModelEntry("vanilla RNN", "vanilla", None, {"tau": 10.0}),
             ModelEntry("LSTM", "lstm", None, {}),
         ),
-        steps={"quick": 4200, "paper": 70_000},
+        steps={"quick": 7000, "paper": 70_000},
         seeds={"quick": 3, "paper": 10},
         fixed_batch=True,
     ),

@@ -52,7 +52,7 @@ def plot_ramps(models: dict, task: MeasureWaitGo, path: str | Path, before: int 
                 ax.set_xlabel("steps from go cue")
     for row in range(2):
         axes[row, -1].legend(title="interval", fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
-    fig.suptitle("MWG output ramps (solid) vs targets (dashed)")
+    fig.suptitle("MWG output ramps (solid) vs targets (dashed)", y=1.01)
     return save(fig, path)
 
 
@@ -76,5 +76,5 @@ def plot_gains(model, task: MeasureWaitGo, path: str | Path, title: str = "NM-RN
         ax.set_xlabel("steps from go cue")
     axes[0, 0].set_ylabel("gain")
     axes[0, -1].legend(title="interval", fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
-    fig.suptitle(f"{title}: neuromodulatory gains aligned to the go cue")
+    fig.suptitle(f"{title}: neuromodulatory gains aligned to the go cue", y=1.04)
     return save(fig, path)

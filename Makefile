@@ -1,0 +1,32 @@
+# The two commands of the README: `make compare` (the main job) and `make test` (the test suite).
+# Both create the virtual environment .venv and install the project into it on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: install test test-all compare bench lint
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+test-all: $(VENV)/.installed
+	$(PY) -m pytest -q -m "slow or not slow"
+
+compare: $(VENV)/.installed
+	$(VENV)/bin/nmrnn compare --task mwg --profile quick --out results/compare-mwg-quick
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_models.py
+	$(PY) benchmarks/bench_tasks.py
+
+lint: $(VENV)/.installed
+	$(PY) -m pip install -q ruff
+	$(PY) -m ruff check src tests benchmarks
