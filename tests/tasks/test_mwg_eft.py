@@ -26,7 +26,7 @@ def test_mwg_training_and_extrapolation_sets():
     task = MeasureWaitGo()
     fixed = task.fixed_batch()
     assert fixed.inputs.shape == (40, 110, 3)
-    pairs = set(zip(np.asarray(fixed.info["interval"]).tolist(), np.asarray(fixed.info["t_measure"]).tolist()))
+    pairs = set(zip(np.asarray(fixed.info["interval"]).tolist(), np.asarray(fixed.info["t_measure"]).tolist(), strict=True))
     assert pairs == {(i, m) for i in (12, 14, 16, 18) for m in range(10, 20)}
     ext = task.extrapolation_batch()
     assert np.asarray(ext.info["interval"]).tolist() == [4, 6, 8, 10, 20, 22, 24, 26]

@@ -182,7 +182,7 @@ def fit(
     last_ckpt = step
     try:
         for s_idx, stage in enumerate(schedule):
-            s0, s1 = int(stage_start[s_idx]), int(stage_start[s_idx + 1])
+            s1 = int(stage_start[s_idx + 1])
             if step >= s1:
                 continue
             spec = trainable_filter(model, stage.group)
