@@ -161,7 +161,7 @@ def _mean_sem(values: Sequence[float]) -> tuple[float, float]:
     return float(v.mean()), sem
 
 
-def _slug(label: str) -> str:
+def slug(label: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in label).strip("-").lower()
 
 
@@ -207,7 +207,7 @@ def run_compare(
         run_dirs[entry.label] = []
         for seed in range(n_seeds):
             spec = RunSpec(entry.model, n_hidden, task, cfg, seed, dict(entry.options))
-            run_dir = out / "runs" / f"{_slug(entry.label)}_seed{seed}"
+            run_dir = out / "runs" / f"{slug(entry.label)}_seed{seed}"
             run_dirs[entry.label].append(run_dir)
             metrics = _finished_metrics(run_dir, spec)
             if metrics is None:
@@ -310,5 +310,5 @@ def make_figures(task: str, out: Path, run_dirs: dict[str, list[Path]], per_mode
         written.append(mwg.plot_ramps(models, task_obj, fig_dir / "ramps.png"))
         nm = {label: m for label, m in models.items() if hasattr(m, "gains")}
         for label, model in nm.items():
-            written.append(mwg.plot_gains(model, task_obj, fig_dir / f"gains_{_slug(label)}.png", title=label))
+            written.append(mwg.plot_gains(model, task_obj, fig_dir / f"gains_{slug(label)}.png", title=label))
     return [str(Path(w).relative_to(out)) for w in written]
