@@ -26,6 +26,7 @@ from ..models import simulate
 from ..tasks.mwg import EXTRAPOLATION_INTERVALS, MeasureWaitGo
 from ..train.run import load_run
 from .compare import run_compare, slug
+from .registry import check
 
 
 def slope_ratios(outputs, batch, task: MeasureWaitGo) -> np.ndarray:
@@ -51,44 +52,66 @@ def ramp_slope_ratios(model, task: MeasureWaitGo, intervals=EXTRAPOLATION_INTERV
     return slope_ratios(simulate(model, batch.inputs).outputs, batch, task)
 
 
-def run_mwg_comparison(out_dir: Path, profile: str, seed: int, log=print) -> dict[str, Any]:
-    """R1: the MWG comparison plus the slope analysis and the verdict."""
+def run_mwg(out_dir: Path, profile: str, seed: int) -> dict[str, Any]:
+    """R1: the MWG comparison plus the slope analysis and the verdict (registry format)."""
     del seed  # the comparison uses seeds 0..n-1 of each model
-    summary = run_compare("mwg", out_dir=out_dir, profile=profile, log=log)
+    cmp_dir = Path(out_dir) / "comparison"
+    summary = run_compare("mwg", out_dir=cmp_dir, profile=profile, log=_quiet)
     task = MeasureWaitGo()
-    slopes: dict[str, Any] = {}
+    slope_err: dict[str, float] = {}
+    slope_per_seed: dict[str, list[float]] = {}
     for label in summary["models"]:
-        runs = sorted((Path(out_dir) / "runs").glob(f"{slug(label)}_seed*"))
-        per_seed = [np.abs(ramp_slope_ratios(load_run(r)[1], task) - 1).mean() for r in runs]
-        slopes[label] = {"per_seed": [float(v) for v in per_seed], "mean": float(np.mean(per_seed))}
+        runs = sorted((cmp_dir / "runs").glob(f"{slug(label)}_seed*"))
+        per_seed = [float(np.abs(ramp_slope_ratios(load_run(r)[1], task) - 1).mean()) for r in runs]
+        slope_per_seed[label] = per_seed
+        slope_err[label] = float(np.mean(per_seed))
     extra = {k: v["mean"]["extrapolated/loss"] for k, v in summary["models"].items()}
+    trained = {k: v["mean"]["trained/loss"] for k, v in summary["models"].items()}
     best_loss = min(extra, key=extra.get)
-    best_slope = min(slopes, key=lambda k: slopes[k]["mean"])
-    reproduced = best_loss == "NM-RNN" and best_slope == "NM-RNN"
+    best_slope = min(slope_err, key=slope_err.get)
     return {
-        "claim": "NM-RNN has the lowest L2 loss on extrapolated MWG intervals and its ramps keep the right slope (NM-RNN paper, Fig. 3).",
-        "criterion": "NM-RNN has the lowest mean extrapolated loss and the lowest mean extrapolated slope error |slope/target - 1| of the four parameter-matched models",
-        "reproduced": bool(reproduced),
-        "extrapolated_loss_mean": extra,
-        "slope_error": slopes,
-        "best_extrapolated_loss": best_loss,
-        "best_slope": best_slope,
-        "comparison": {k: v for k, v in summary.items() if k != "table"},
-        "table": summary["table"],
+        "checks": [
+            check("lowest extrapolated loss", best_loss, best_loss == "NM-RNN",
+                  "the NM-RNN has the lowest mean extrapolated-interval loss"),
+            check("best extrapolated ramp slope", best_slope, best_slope == "NM-RNN",
+                  "the NM-RNN has the lowest mean |fitted slope / target slope - 1| on extrapolated intervals"),
+        ],
+        "metrics": {
+            "extrapolated_loss_mean": extra,
+            "trained_loss_mean": trained,
+            "slope_error_mean": slope_err,
+            "slope_error_per_seed": slope_per_seed,
+            "per_model": {k: {kk: vv for kk, vv in v.items() if kk != "per_seed"} for k, v in summary["models"].items()},
+        },
+        "settings": {"profile": profile, "steps": summary["steps"], "seeds": summary["seeds"]},
+        "figures": [f"comparison/{f}" for f in summary.get("figures", [])],
+        "notes": "Per-seed numbers of every run are in `comparison/summary.json` "
+        "(with `comparison/table.csv` and the run directories in `comparison/runs/`).\n\n```\n" + summary["table"] + "\n```",
     }
 
 
-def run_eft_comparison(out_dir: Path, profile: str, seed: int, log=print) -> dict[str, Any]:
-    """R3: Element Finder at ~500 parameters."""
+def run_eft(out_dir: Path, profile: str, seed: int) -> dict[str, Any]:
+    """R3: Element Finder at ~500 parameters (registry format)."""
     del seed
-    summary = run_compare("eft", out_dir=out_dir, profile=profile, log=log)
+    cmp_dir = Path(out_dir) / "comparison"
+    summary = run_compare("eft", out_dir=cmp_dir, profile=profile, log=_quiet)
     test = {k: v["mean"]["test/loss"] for k, v in summary["models"].items()}
-    reproduced = test["NM-RNN"] < test["LR-RNN"] and test["NM-RNN"] < test["vanilla RNN"]
     return {
-        "claim": "On the Element Finder task at ~500 parameters, NM-RNNs beat LR-RNNs and vanilla RNNs and come close to the LSTM (NM-RNN paper, Fig. 5).",
-        "criterion": "mean test MSE of the NM-RNN below those of the LR-RNN and the vanilla RNN",
-        "reproduced": bool(reproduced),
-        "test_mse_mean": test,
-        "comparison": {k: v for k, v in summary.items() if k != "table"},
-        "table": summary["table"],
+        "checks": [
+            check("NM-RNN vs LR-RNN", [test["NM-RNN"], test["LR-RNN"]], test["NM-RNN"] < test["LR-RNN"],
+                  "mean test MSE of the NM-RNN below the LR-RNN's"),
+            check("NM-RNN vs vanilla", [test["NM-RNN"], test["vanilla RNN"]], test["NM-RNN"] < test["vanilla RNN"],
+                  "mean test MSE of the NM-RNN below the vanilla RNN's"),
+        ],
+        "metrics": {
+            "test_mse_mean": test,
+            "per_model": {k: {kk: vv for kk, vv in v.items() if kk != "per_seed"} for k, v in summary["models"].items()},
+        },
+        "settings": {"profile": profile, "steps": summary["steps"], "seeds": summary["seeds"]},
+        "figures": [f"comparison/{f}" for f in summary.get("figures", [])],
+        "notes": "```\n" + summary["table"] + "\n```",
     }
+
+
+def _quiet(*_args, **_kwargs) -> None:
+    """Reproductions report through their summary, not by printing."""
