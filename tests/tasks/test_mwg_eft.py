@@ -109,3 +109,13 @@ def test_unknown_task_and_option_are_refused():
         make_task("mwg", interval=3)
     with pytest.raises(ValueError, match="batch_size"):
         MeasureWaitGo().sample(jr.PRNGKey(0), 0)
+
+
+def test_mwg_mask_pad_scores_only_around_the_ramp():
+    task = MeasureWaitGo(mask_pad=3)
+    b = task.trials([12], [10])  # go at 37; max interval 18: mask on [34, 58)
+    m = np.asarray(b.mask[0, :, 0])
+    assert m[34] == 1 and m[57] == 1 and m[33] == 0 and m[58] == 0
+    assert m.sum() == 58 - 34
+    with pytest.raises(ValueError, match="mask_pad"):
+        MeasureWaitGo(mask_pad=-1)

@@ -299,10 +299,10 @@ def lagged_inputs(
 def _check_proposition1(nmrnn, atol: float) -> None:
     """Refuse NM-RNNs outside the hypotheses of Proposition 1 (before any tracing)."""
     _require_nmrnn(nmrnn, "semilinear_lstm_from_nmrnn")
-    if not (nmrnn.linearized or nmrnn.activation == "identity"):
+    if nmrnn.x_activation != "identity":
         raise ValueError(
             "Proposition 1 needs a linearized NM-RNN (supplement eq. 1-3: phi = identity and "
-            f"tau_x = dt); got linearized=False with activation={nmrnn.activation!r}"
+            f"tau_x = dt); got x_activation={nmrnn.x_activation!r}"
         )
     if nmrnn.tau_x != nmrnn.dt:
         raise ValueError(
@@ -596,7 +596,7 @@ def rank1_params(model: NMRNN, output: int = 0) -> Rank1Params:
         d=jnp.asarray(np.asarray(m.d)[output]),
         alpha=m.dt / m.tau_x,
         scale=1.0 / m.n_hidden if m.scale_by_n else 1.0,
-        activation="identity" if m.linearized else m.activation,
+        activation=m.x_activation,
     )
 
 
@@ -861,11 +861,13 @@ class MWGRank1Setting:
     lr 1e-3, 50k steps, on the 40-trial training set); ``test_intervals``: the intervals of
     Fig. 3B (7 and 23 extrapolated, 15 interpolated).
 
-    The supplement calls the network "linearized" with ``tau_x = 2``; the library's
-    ``linearized=True`` would force ``tau_x = dt``, so the linear x network is obtained with
-    ``activation="identity"``, which also makes ``z`` linear (the supplement's definition of the
-    linearized NM-RNN: all transfer functions identity). The authors' code keeps ``tanh`` in ``z``;
-    the rank-1 theory involves only the x network, so it applies either way.
+    The supplement calls the network "linearized" with ``tau_x = 2``: the x network is linear
+    (``x_activation="identity"``) with a leak; the z network keeps ``tanh`` as in the authors'
+    "linear symmetric" model (the rank-1 theory involves only the x network). ``task``: the MWG
+    options. The loss is scored around the ramp (``mask_pad``): from the zero initial state a
+    rank-1 network with gains below 1 can only let its state decay, so it cannot output the
+    pre-cue level from t = 0; it sets its state with the cues, holds it (s ~ 1) and releases it
+    into the ramp (s < 1), which is the mechanism the theory describes.
     """
 
     model: dict = dataclasses.field(
@@ -876,7 +878,8 @@ class MWGRank1Setting:
             "tau_x": 2.0,
             "tau_z": 10.0,
             "dt": 1.0,
-            "activation": "identity",
+            "activation": "tanh",
+            "x_activation": "identity",
             "symmetric": True,
         }
     )
@@ -892,6 +895,7 @@ class MWGRank1Setting:
         }
     )
     test_intervals: tuple[int, ...] = (7, 15, 23)
+    task: dict = dataclasses.field(default_factory=lambda: {"mask_pad": 5})
 
 
 def mwg_rank1_setting() -> MWGRank1Setting:

@@ -11,6 +11,9 @@ gains of the *new* z scale the x update. Variants:
 
 * ``linearized=True``: ``phi = identity`` in the x network and ``tau_x = dt`` (supplement eq. 1-3).
   ``phi`` of the z network stays ``activation`` (tanh).
+* ``x_activation``: the x network's nonlinearity when it should differ from the z network's
+  (default: ``activation``). ``x_activation="identity"`` with ``tau_x = 2`` and a tanh z network is
+  the "linear symmetric" rank-1 model of the authors' code (Fig. 3B).
 * ``symmetric=True``: ``R = L`` (one factor), orthonormalised so that ``L^T L / N = I`` (the setting
   of Proposition 1).
 * ``feedback=True``: adds ``B_zx x_{t-1}`` to the z drive.
@@ -55,6 +58,8 @@ class NMState(NamedTuple):
 def _channels(name: str, channels: Sequence[int] | None, n_in: int) -> tuple[int, ...] | None:
     if channels is None:
         return None
+    if any(isinstance(c, bool) or not isinstance(c, int | np.integer) for c in channels):
+        raise ValueError(f"{name} must list integer channel indices, got {list(channels)}")
     chans = tuple(int(c) for c in channels)
     if not chans:
         raise ValueError(f"{name} must name at least one input channel, got an empty list")
@@ -94,6 +99,7 @@ class NMRNN(AbstractRecurrentModel):
     tau_z: float = eqx.field(static=True)
     dt: float = eqx.field(static=True)
     activation: str = eqx.field(static=True)
+    x_activation: str = eqx.field(static=True)
     linearized: bool = eqx.field(static=True)
     symmetric: bool = eqx.field(static=True)
     orthonormalize: bool = eqx.field(static=True)
@@ -120,6 +126,7 @@ class NMRNN(AbstractRecurrentModel):
         tau_z: float = 100.0,
         dt: float = 1.0,
         activation: str = "tanh",
+        x_activation: str | None = None,
         linearized: bool = False,
         symmetric: bool = False,
         orthonormalize: bool | None = None,
@@ -141,6 +148,13 @@ class NMRNN(AbstractRecurrentModel):
             tau_x = dt
         check_time_constants(dt, tau_x=tau_x, tau_z=tau_z)
         check_choice("activation", activation, ACTIVATIONS)
+        if x_activation is not None:
+            check_choice("x_activation", x_activation, ACTIVATIONS)
+            if linearized and x_activation != "identity":
+                raise ValueError(
+                    f"linearized=True sets the x network's phi to identity; got "
+                    f"x_activation={x_activation!r}"
+                )
         check_nonnegative("sigma_rec", sigma_rec)
         self.x_inputs = _channels("x_inputs", x_inputs, n_in)
         self.z_inputs = _channels("z_inputs", z_inputs, n_in)
@@ -153,6 +167,9 @@ class NMRNN(AbstractRecurrentModel):
         self.rank, self.n_out = int(rank), int(n_out)
         self.tau_x, self.tau_z, self.dt = float(tau_x), float(tau_z), float(dt)
         self.activation, self.linearized = activation, bool(linearized)
+        if linearized:
+            x_activation = "identity"
+        self.x_activation = activation if x_activation is None else x_activation
         self.symmetric, self.orthonormalize = bool(symmetric), bool(orthonormalize)
         self.scale_by_n, self.sigma_rec = bool(scale_by_n), float(sigma_rec)
 
@@ -189,7 +206,7 @@ class NMRNN(AbstractRecurrentModel):
         return replace_fields(self, L=L, orthonormalize=False)
 
     def _x_phi(self):
-        return (lambda v: v) if self.linearized else get_activation(self.activation)
+        return get_activation(self.x_activation)
 
     def _select(self, u, channels):
         return u if channels is None else u[..., jnp.asarray(channels)]

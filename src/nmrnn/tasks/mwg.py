@@ -4,7 +4,11 @@ Three input channels carry pulses of height ``pulse`` (10) at the measure cue ``
 ``t_w = t_m + interval`` and the go cue ``t_g = t_w + delay`` (delay 15). The target is ``low``
 (-0.5) until ``t_g``, then a linear ramp reaching ``high`` (+0.5) ``interval`` steps after the go
 cue, then ``high``: ``y*(t) = low + (high - low) * clip((t - t_g) / interval, 0, 1)``. The loss mask
-is 1 everywhere (the reference code scores the whole trial). All times are in steps (T = 110).
+is 1 everywhere (the reference code scores the whole trial) unless ``mask_pad`` is given: then it
+is 1 only on ``[t_g - mask_pad, t_g + max(intervals) + mask_pad)``, the reference code's option,
+needed by networks that cannot hold an output from the zero initial state before the cues (the
+rank-1 NM-RNN, whose gains are below 1, can only let its state decay: it holds the pre-go level
+between the cues and releases it into the ramp). All times are in steps (T = 110).
 
 Training set: intervals {12, 14, 16, 18} x measure times 10..19 = 40 trials, used as one full batch.
 Extrapolation set: intervals {4, 6, 8, 10, 20, 22, 24, 26} at measure time 15 (as in the reference
@@ -25,7 +29,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .._validation import check_positive, check_positive_int
+from .._validation import check_nonnegative_int, check_positive, check_positive_int
 from .base import AbstractTask, Batch
 
 TRAIN_INTERVALS = (12, 14, 16, 18)
@@ -44,6 +48,7 @@ class MeasureWaitGo(AbstractTask):
     low: float = eqx.field(static=True)
     high: float = eqx.field(static=True)
     test_measure: int = eqx.field(static=True)
+    mask_pad: int | None = eqx.field(static=True)
     n_in: int = eqx.field(static=True)
     n_out: int = eqx.field(static=True)
 
@@ -59,6 +64,7 @@ class MeasureWaitGo(AbstractTask):
         low: float = -0.5,
         high: float = 0.5,
         test_measure: int = 15,
+        mask_pad: int | None = None,
     ):
         intervals = tuple(check_positive_int("interval", i) for i in intervals)
         if not intervals:
@@ -73,6 +79,7 @@ class MeasureWaitGo(AbstractTask):
         self.pulse = check_positive("pulse", pulse)
         self.low, self.high = float(low), float(high)
         self.test_measure = int(test_measure)
+        self.mask_pad = None if mask_pad is None else check_nonnegative_int("mask_pad", mask_pad)
         self.n_in, self.n_out = 3, 1
         self._check_fits(max(intervals), hi)
 
@@ -96,7 +103,12 @@ class MeasureWaitGo(AbstractTask):
         ).astype(jnp.float32)
         frac = jnp.clip((t - t_g[:, None]) / intervals[:, None], 0.0, 1.0)
         targets = (self.low + (self.high - self.low) * frac)[..., None]
-        mask = jnp.ones_like(targets)
+        if self.mask_pad is None:
+            mask = jnp.ones_like(targets)
+        else:
+            lo = t_g[:, None] - self.mask_pad
+            hi = t_g[:, None] + max(self.intervals) + self.mask_pad
+            mask = ((t >= lo) & (t < hi)).astype(jnp.float32)[..., None]
         info = {"interval": intervals, "t_measure": t_m, "t_wait": t_w, "t_go": t_g}
         return Batch(inputs, targets, mask, info)
 
