@@ -136,7 +136,8 @@ def cmd_reproduce(args) -> int:
 
     if args.list or args.name is None:
         for name, rep in REPRODUCTIONS.items():
-            print(f"{name:12s} {rep.description}")
+            times = "; ".join(f"{k}: {v}" for k, v in rep.runtime.items())
+            print(f"{name:8s} {rep.result_id:4s} {rep.description}" + (f"  [{times}]" if times else ""))
         return 0
     out = args.out or Path("results") / f"reproduce-{args.name}"
     summary = run_reproduction(args.name, out, profile=args.profile, seed=args.seed)

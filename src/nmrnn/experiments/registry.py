@@ -1,0 +1,369 @@
+"""The registry of one-command reproductions of published results (``nmrnn reproduce NAME``).
+
+A reproduction is a :class:`Reproduction`: a name, the result id (R1..R11 of the project's list),
+the paper and section, a one-line description, the paper's claim, and a
+``run(out_dir, profile, seed) -> dict`` function. Profiles: ``"quick"`` (CI scale: seconds to
+minutes) and ``"paper"`` (the published scale: possibly hours).
+
+What ``run`` returns (the common format; build checks with :func:`check`):
+
+* ``"checks"``: a non-empty list of ``{"name", "value", "criterion", "passed"}``, one per testable
+  part of the claim;
+* ``"metrics"``: the numbers measured (JSON-able; NumPy values are converted);
+* ``"settings"``: everything needed to rerun it (sizes, steps, grids, tolerances);
+* ``"figures"``: paths of the figures written, relative to ``out_dir``;
+* optional ``"notes"`` (Markdown for the report), ``"criterion"`` (the overall criterion; default
+  "every check passes") and ``"reproduced"`` (default: every check passed).
+
+:func:`run_reproduction` validates the arguments, creates the folder, runs the reproduction and
+writes ``summary.json`` (atomically: a temporary file renamed into place) and ``report.md``. If
+the run raises, a ``summary.json`` with ``"status": "failed"`` and the error is written and the
+exception is re-raised.
+
+To add a reproduction: write ``nmrnn/experiments/<module>.py`` with a ``run`` function and add a
+:class:`Reproduction` with ``run=lazy("<module>")`` to the list at the end of this file (the
+module is imported only when the reproduction runs, so listing stays fast).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import math
+import re
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_choice, check_nonnegative_int
+
+PROFILES = ("quick", "paper")
+RunFn = Callable[[Path, str, int], dict]
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """One published result and the function that reproduces it (see the module docstring).
+
+    ``runtime``: expected wall time per profile, shown by ``nmrnn reproduce --list``.
+    """
+
+    name: str
+    result_id: str
+    paper: str
+    description: str
+    claim: str
+    run: RunFn
+    runtime: Mapping[str, str] = field(default_factory=dict)
+
+
+def lazy(module: str, attr: str = "run") -> RunFn:
+    """A ``run`` function that imports ``nmrnn.experiments.<module>`` only when called."""
+
+    def run(out_dir: Path, profile: str, seed: int) -> dict:
+        mod = importlib.import_module(f"{__package__}.{module}")
+        return getattr(mod, attr)(out_dir, profile, seed)
+
+    run.__name__ = f"{module}.{attr}"
+    run.target = (f"{__package__}.{module}", attr)  # for checks that the target exists
+    return run
+
+
+def check(name: str, value: Any, passed: bool, criterion: str) -> dict[str, Any]:
+    """One testable part of a claim: the measured ``value``, the ``criterion`` and the verdict."""
+    return {"name": str(name), "value": to_jsonable(value), "criterion": str(criterion), "passed": bool(passed)}
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON types: NumPy/JAX scalars and arrays -> numbers and lists, complex -> [re, im],
+    non-finite floats -> ``None``, paths -> strings, tuples -> lists."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, str | bool) or obj is None:
+        return obj
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if hasattr(obj, "__array__") and not isinstance(obj, int | float | complex):
+        arr = np.asarray(obj)
+        if arr.ndim == 0:
+            return to_jsonable(arr.item())
+        return [to_jsonable(v) for v in arr.tolist()]
+    if isinstance(obj, np.generic):
+        return to_jsonable(obj.item())
+    if isinstance(obj, bool | int):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, complex):
+        return [to_jsonable(obj.real), to_jsonable(obj.imag)]
+    raise TypeError(f"cannot write a {type(obj).__name__} to JSON: {obj!r}")
+
+
+REPRODUCTIONS: dict[str, Reproduction] = {}
+_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+def register(rep: Reproduction) -> Reproduction:
+    """Add ``rep`` to :data:`REPRODUCTIONS` (names are lower-case slugs and unique)."""
+    if not _NAME.match(rep.name):
+        raise ValueError(f"reproduction name {rep.name!r} must be a lower-case slug ([a-z][a-z0-9_-]*)")
+    if rep.name in REPRODUCTIONS:
+        raise ValueError(f"a reproduction named {rep.name!r} is already registered")
+    if not callable(rep.run):
+        raise ValueError(f"reproduction {rep.name!r}: run must be callable")
+    REPRODUCTIONS[rep.name] = rep
+    return rep
+
+
+def run_reproduction(name: str, out_dir: str | Path, profile: str = "quick", seed: int = 0) -> dict:
+    """Run reproduction ``name`` into ``out_dir``; write ``summary.json`` and ``report.md``.
+
+    Returns the summary (the content of ``summary.json``). Raises ``ValueError`` for an unknown
+    name or profile or a negative seed, before anything runs.
+    """
+    check_choice("reproduction", name, REPRODUCTIONS)
+    check_choice("profile", profile, PROFILES)
+    seed = check_nonnegative_int("seed", seed)
+    rep = REPRODUCTIONS[name]
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output path {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    from ..train.checkpoint import atomic_write_json, atomic_write_text
+
+    header = {
+        "name": rep.name,
+        "result_id": rep.result_id,
+        "paper": rep.paper,
+        "description": rep.description,
+        "claim": rep.claim,
+        "profile": profile,
+        "seed": seed,
+    }
+    started = _dt.datetime.now(_dt.UTC)
+    t0 = time.perf_counter()
+    try:
+        result = rep.run(out, profile, seed)
+        summary = _summarise(header, result)
+    except Exception as err:
+        failed = dict(header, status="failed", reproduced=False, error=f"{type(err).__name__}: {err}",
+                      traceback=traceback.format_exc(), started=started.isoformat(timespec="seconds"),
+                      elapsed_s=round(time.perf_counter() - t0, 3))
+        atomic_write_json(out / "summary.json", failed)
+        raise
+    summary["started"] = started.isoformat(timespec="seconds")
+    summary["elapsed_s"] = round(time.perf_counter() - t0, 3)
+    summary["versions"] = _versions()
+    atomic_write_json(out / "summary.json", summary)
+    atomic_write_text(out / "report.md", format_report(summary))
+    return summary
+
+
+def _summarise(header: dict, result: Any) -> dict:
+    if not isinstance(result, Mapping):
+        raise TypeError(f"reproduction {header['name']!r} returned {type(result).__name__}, not a dict")
+    checks = result.get("checks")
+    if not checks:
+        raise ValueError(f"reproduction {header['name']!r} returned no checks")
+    for c in checks:
+        missing = {"name", "value", "criterion", "passed"} - set(c)
+        if missing:
+            raise ValueError(f"check {c.get('name', c)!r} lacks {sorted(missing)}")
+    all_passed = all(bool(c["passed"]) for c in checks)
+    reproduced = bool(result.get("reproduced", all_passed))
+    extra = {k: v for k, v in result.items() if k not in {"checks", "metrics", "settings", "figures", "notes", "criterion", "reproduced"}}
+    summary = dict(
+        header,
+        status="finished",
+        reproduced=reproduced,
+        criterion=str(result.get("criterion", "every check passes")),
+        checks=[dict(c, passed=bool(c["passed"])) for c in checks],
+        metrics=result.get("metrics", {}),
+        settings=result.get("settings", {}),
+        figures=[str(f) for f in result.get("figures", [])],
+        notes=str(result.get("notes", "")),
+        **extra,
+    )
+    return to_jsonable(summary)
+
+
+def _versions() -> dict[str, str]:
+    from .. import __version__
+
+    out = {"nmrnn": __version__}
+    try:
+        import jax
+
+        out["jax"] = jax.__version__
+        out["backend"] = jax.default_backend()
+    except ImportError:  # pragma: no cover - jax is a dependency
+        pass
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list):
+        if value and all(isinstance(v, Mapping) for v in value):
+            return "; ".join(_fmt(v) for v in value)
+        if len(value) > 8:
+            return "[" + ", ".join(_fmt(v) for v in value[:8]) + f", ... ({len(value)} values)]"
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if value is None:
+        return "n/a"
+    return str(value)
+
+
+def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _flatten(d: Mapping, prefix: str = "") -> list[tuple[str, Any]]:
+    rows = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            rows += _flatten(v, key + ".")
+        else:
+            rows.append((key, v))
+    return rows
+
+
+def format_report(summary: Mapping[str, Any]) -> str:
+    """The Markdown report of a summary (the common format of every reproduction)."""
+    verdict = "yes" if summary["reproduced"] else "NO"
+    parts = [
+        f"# {summary['result_id']} `{summary['name']}`: {summary['description']}",
+        "",
+        f"Paper: {summary['paper']}",
+        "",
+        f"**Claim.** {summary['claim']}",
+        "",
+        f"**Reproduced: {verdict}** (criterion: {summary['criterion']}). Profile `{summary['profile']}`, "
+        f"seed {summary['seed']}, {summary.get('elapsed_s', 0):.1f} s, {summary.get('started', '')}.",
+        "",
+        "## Checks",
+        "",
+        _table(
+            [(c["name"], _fmt(c["value"]), c["criterion"], "pass" if c["passed"] else "FAIL") for c in summary["checks"]],
+            ("check", "value", "criterion", "result"),
+        ),
+    ]
+    if summary.get("metrics"):
+        parts += ["", "## Numbers", "", _table([(k, _fmt(v)) for k, v in _flatten(summary["metrics"])], ("quantity", "value"))]
+    if summary.get("settings"):
+        parts += ["", "## Settings", "", _table([(k, _fmt(v)) for k, v in _flatten(summary["settings"])], ("setting", "value"))]
+    if summary.get("figures"):
+        parts += ["", "## Figures", ""]
+        parts += [f"![{Path(f).stem}]({f})" for f in summary["figures"]]
+    if summary.get("notes"):
+        parts += ["", "## Notes", "", summary["notes"].strip()]
+    versions = summary.get("versions")
+    if versions:
+        parts += ["", "---", "", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items())]
+    return "\n".join(parts) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# the reproductions
+# ----------------------------------------------------------------------------------------------
+
+_NMRNN_PAPER = "Costacurta et al. 2024, NM-RNN (paper 001, supplement; figures in paper 002)"
+
+register(
+    Reproduction(
+        name="mwg",
+        result_id="R1",
+        paper=_NMRNN_PAPER,
+        description="Measure-Wait-Go, rank 3, parameter-matched NM-RNN / LR-RNN / vanilla / LSTM: extrapolation to untrained intervals",
+        claim=(
+            "At equal parameter count (NM-RNN N=100; LR-RNN N=106; vanilla N=31; LSTM N=15), the NM-RNN "
+            "has the lowest L2 loss on extrapolated intervals and its ramps keep the right slope."
+        ),
+        run=lazy("nmrnn_paper", "run_mwg"),
+        runtime={"quick": "about 5 min on 2 CPU cores", "paper": "about 2 h on 2 CPU cores"},
+    )
+)
+register(
+    Reproduction(
+        name="rank1",
+        result_id="R2",
+        paper=_NMRNN_PAPER,
+        description="Rank-1 linearised NM-RNN on MWG: the learned gain s(t) against the theory (eq. 16)",
+        claim=(
+            "The learned neuromodulatory signal s(t) of a rank-1 linearised NM-RNN matches the theory "
+            "(supplement eq. 16) on trained (15) and extrapolated (7, 23) intervals."
+        ),
+        run=lazy("nmrnn_theory", "run_rank1"),
+        runtime={"quick": "about 40 s on a CPU", "paper": "about 5 min on a CPU"},
+    )
+)
+register(
+    Reproduction(
+        name="eft",
+        result_id="R3",
+        paper=_NMRNN_PAPER,
+        description="Element Finder at ~500 parameters: NM-RNN vs LR-RNN, vanilla RNN and LSTM",
+        claim="At about 500 parameters NM-RNNs beat LR-RNNs and vanilla RNNs, close to the LSTM.",
+        run=lazy("nmrnn_paper", "run_eft"),
+        runtime={"quick": "about 2 min on 2 CPU cores", "paper": "about 1 h on 2 CPU cores"},
+    )
+)
+register(
+    Reproduction(
+        name="prop1",
+        result_id="R5",
+        paper=_NMRNN_PAPER,
+        description="Proposition 1: a semilinear LSTM reproduces a linearised symmetric NM-RNN exactly",
+        claim=(
+            "The semilinear LSTM of hidden size K + M + P built from a linearised symmetric NM-RNN "
+            "reproduces its outputs exactly (with a one-step lag)."
+        ),
+        run=lazy("nmrnn_theory", "run_prop1"),
+        runtime={"quick": "about 30 s on a CPU", "paper": "about 1 min on a CPU"},
+    )
+)
+register(
+    Reproduction(
+        name="hopf",
+        result_id="R6",
+        paper="e-nmRNN supplement (paper 000), section 5, eq. 22-27",
+        description="2-neuron RNN: multiplicative gain n gives a Hopf at n = 1/2 at the origin; an additive input r3 moves the fixed point",
+        claim=(
+            "In dr_i/dt = -r_i + tanh(n (W r)_i + r_3) with W = [[2,-1],[1,2]] and r_3 = 0 the origin "
+            "stays a fixed point for every n, with eigenvalues (2n-1) +/- i n: a Hopf bifurcation at "
+            "n = 1/2, from a stable spiral to an unstable spiral surrounded by a stable limit cycle, "
+            "without shifting the fixed point. An additive r_3 != 0 moves the fixed point; "
+            "bifurcations it induces occur at non-zero operating points and shift the mean activity."
+        ),
+        run=lazy("hopf"),
+        runtime={"quick": "about 10-30 s on a CPU", "paper": "about 15-60 s on a CPU"},
+    )
+)
+
+__all__ = [
+    "PROFILES",
+    "REPRODUCTIONS",
+    "Reproduction",
+    "check",
+    "format_report",
+    "lazy",
+    "register",
+    "run_reproduction",
+    "to_jsonable",
+]

@@ -1,0 +1,153 @@
+"""The reproduction registry: validation, the common summary/report format, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from nmrnn.experiments import registry
+from nmrnn.experiments.registry import (
+    REPRODUCTIONS,
+    Reproduction,
+    check,
+    format_report,
+    lazy,
+    register,
+    run_reproduction,
+    to_jsonable,
+)
+
+
+@pytest.fixture
+def dummy(monkeypatch):
+    """Register throw-away reproductions for one test (the registry is restored afterwards)."""
+    monkeypatch.setattr(registry, "REPRODUCTIONS", dict(REPRODUCTIONS))
+    calls = []
+
+    def good(out_dir, profile, seed):
+        calls.append((out_dir, profile, seed))
+        (out_dir / "figures").mkdir(exist_ok=True)
+        (out_dir / "figures" / "a.png").write_bytes(b"png")
+        return {
+            "checks": [check("value near 1", np.float32(1.0001), True, "|v - 1| < 1e-3"),
+                       check("pair", np.array([1.5, 2.5]), True, "anything")],
+            "metrics": {"v": np.float64(1.0001), "nested": {"c": 1 + 2j, "bad": float("nan")}},
+            "settings": {"steps": np.int64(3), "grid": (0.1, 0.2)},
+            "figures": ["figures/a.png"],
+            "notes": "a note",
+        }
+
+    def failing_check(out_dir, profile, seed):
+        return {"checks": [check("ok", 1, True, "c"), check("not ok", 2, False, "c")]}
+
+    def crash(out_dir, profile, seed):
+        raise RuntimeError("boom")
+
+    for name, fn in (("good", good), ("half", failing_check), ("crash", crash)):
+        register(Reproduction(name, "R0", "paper X", f"{name} dummy", "a claim", fn))
+    return calls
+
+
+def test_run_writes_summary_and_report(dummy, tmp_path):
+    out = tmp_path / "deep" / "run"
+    summary = run_reproduction("good", out, profile="paper", seed=3)
+    assert dummy == [(out, "paper", 3)]
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk == summary
+    assert summary["reproduced"] is True and summary["status"] == "finished"
+    assert summary["profile"] == "paper" and summary["seed"] == 3
+    assert summary["claim"] == "a claim" and summary["result_id"] == "R0"
+    assert summary["checks"][0]["value"] == pytest.approx(1.0001, rel=1e-6)
+    assert summary["checks"][1]["value"] == [1.5, 2.5]
+    assert summary["metrics"]["nested"] == {"c": [1.0, 2.0], "bad": None}
+    assert summary["settings"] == {"steps": 3, "grid": [0.1, 0.2]}
+    assert summary["elapsed_s"] >= 0 and "nmrnn" in summary["versions"]
+    report = (out / "report.md").read_text()
+    assert report.startswith("# R0 `good`: good dummy")
+    assert "**Reproduced: yes**" in report
+    assert "| value near 1 | 1.0001 | \\|v - 1\\| < 1e-3 | pass |" in report
+    assert "![a](figures/a.png)" in report and "a note" in report
+    # atomic writes leave no temporary files behind
+    assert sorted(p.name for p in out.iterdir()) == ["figures", "report.md", "summary.json"]
+
+
+def test_reproduced_false_when_a_check_fails(dummy, tmp_path):
+    summary = run_reproduction("half", tmp_path)
+    assert summary["reproduced"] is False
+    assert "**Reproduced: NO**" in (tmp_path / "report.md").read_text()
+    assert "| not ok | 2 | c | FAIL |" in (tmp_path / "report.md").read_text()
+
+
+def test_a_crash_is_recorded_and_reraised(dummy, tmp_path):
+    with pytest.raises(RuntimeError, match="boom"):
+        run_reproduction("crash", tmp_path)
+    failed = json.loads((tmp_path / "summary.json").read_text())
+    assert failed["status"] == "failed" and failed["reproduced"] is False
+    assert "RuntimeError: boom" in failed["error"]
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (("nope", "x"), "unknown reproduction 'nope'; valid choices: .*hopf"),
+        (("hopf", "x", "full"), "unknown profile 'full'; valid choices: quick, paper"),
+        (("hopf", "x", "quick", -1), "seed must be a non-negative integer"),
+    ],
+)
+def test_bad_arguments_refused_before_running(args, match, tmp_path):
+    name, _, *rest = args
+    with pytest.raises(ValueError, match=match):
+        run_reproduction(name, tmp_path / "never", *rest)
+    assert not (tmp_path / "never").exists()
+
+
+def test_output_path_that_is_a_file_is_refused(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ValueError, match="is not a folder"):
+        run_reproduction("hopf", f)
+
+
+def test_register_refuses_duplicates_and_bad_names(monkeypatch):
+    monkeypatch.setattr(registry, "REPRODUCTIONS", dict(REPRODUCTIONS))
+    with pytest.raises(ValueError, match="already registered"):
+        register(Reproduction("hopf", "R6", "p", "d", "c", lambda *a: {}))
+    with pytest.raises(ValueError, match="lower-case slug"):
+        register(Reproduction("Bad Name", "R0", "p", "d", "c", lambda *a: {}))
+
+
+def test_hopf_is_registered_lazily():
+    rep = REPRODUCTIONS["hopf"]
+    assert rep.result_id == "R6" and "Hopf" in rep.description
+    assert rep.run.__name__ == "hopf.run"
+    assert callable(lazy("hopf"))
+
+
+def test_every_registered_reproduction_resolves_to_a_run_function():
+    import importlib
+    import inspect
+
+    for name, rep in REPRODUCTIONS.items():
+        module, attr = rep.run.target
+        fn = getattr(importlib.import_module(module), attr)
+        assert list(inspect.signature(fn).parameters)[:3] == ["out_dir", "profile", "seed"], name
+        assert rep.result_id.startswith("R") and rep.claim and rep.description
+
+
+def test_to_jsonable():
+    assert to_jsonable({"a": np.arange(3), "b": np.float32(0.5), "c": (1, 2), "d": math.inf}) == {
+        "a": [0, 1, 2], "b": 0.5, "c": [1, 2], "d": None}
+    assert to_jsonable(np.array([1 + 1j])) == [[1.0, 1.0]]
+    with pytest.raises(TypeError, match="cannot write"):
+        to_jsonable(object())
+
+
+def test_format_report_is_plain_markdown():
+    text = format_report({
+        "result_id": "R9", "name": "x", "description": "d", "paper": "p", "claim": "c", "reproduced": False,
+        "criterion": "k", "profile": "quick", "seed": 0, "checks": [check("a|b", 1.0, False, "c")],
+    })
+    assert "a\\|b" in text and text.endswith("\n")
