@@ -155,11 +155,11 @@ def cmd_list(args) -> int:
     print("models:")
     for name, cls in MODELS.items():
         opts = ", ".join(f"{k}={v!r}" for k, v in model_options(name).items())
-        print(f"  {name:10s} {cls.__name__}: {opts}")
+        print(f"  {name:18s} {cls.__name__}: {opts}")
     print("tasks:")
     for name, cls in TASKS.items():
         opts = ", ".join(f"{k}={v!r}" for k, v in task_options(name).items())
-        print(f"  {name:10s} {cls.__name__}: {opts}")
+        print(f"  {name:18s} {cls.__name__}: {opts}")
     return 0
 
 
