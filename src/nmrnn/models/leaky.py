@@ -31,6 +31,7 @@ from ..activations import ACTIVATIONS, get_activation
 from .base import (
     AbstractRecurrentModel,
     leaky_update,
+    narrow_matmul,
     normal_init,
     orthonormal_columns,
     replace_fields,
@@ -244,10 +245,10 @@ class LowRankRNN(AbstractRecurrentModel):
 
     def step(self, state, u, key=None):
         phi = get_activation(self.activation)
-        proj = phi(state.x) @ self.R
+        proj = narrow_matmul(phi(state.x), self.R)
         if self.scale_by_n:
             proj = proj / self.n_hidden
-        drive = proj @ self.effective_L().T + u @ self.B.T
+        drive = narrow_matmul(proj, self.effective_L().T) + narrow_matmul(u, self.B.T)
         if self.b is not None:
             drive = drive + self.b
         return LeakyState(leaky_update(state.x, drive, self.dt / self.tau, self.sigma_rec, key))

@@ -43,6 +43,7 @@ from ..activations import ACTIVATIONS, get_activation
 from .base import (
     AbstractRecurrentModel,
     leaky_update,
+    narrow_matmul,
     normal_init,
     orthonormal_columns,
     replace_fields,
@@ -197,7 +198,7 @@ class NMRNN(AbstractRecurrentModel):
 
     def gains(self, z: Array) -> Array:
         """``s = sigmoid(A_z z + b_z)`` for any leading dims of ``z``."""
-        return jax.nn.sigmoid(z @ self.A_z.T + self.b_z)
+        return jax.nn.sigmoid(narrow_matmul(z, self.A_z.T) + self.b_z)
 
     def materialize(self):
         if not self.orthonormalize:
@@ -220,16 +221,18 @@ class NMRNN(AbstractRecurrentModel):
         kx = kz = None
         if key is not None:
             kx, kz = jr.split(key)
-        z_drive = phi_z(state.z) @ self.W_z.T + self._select(u, self.z_inputs) @ self.B_z.T
+        z_drive = narrow_matmul(phi_z(state.z), self.W_z.T) + narrow_matmul(
+            self._select(u, self.z_inputs), self.B_z.T
+        )
         if self.B_zx is not None:
             z_drive = z_drive + state.x @ self.B_zx.T
         z = leaky_update(state.z, z_drive, self.dt / self.tau_z, self.sigma_rec, kz)
         s = self.gains(z)
         L, R = self.factors()
-        proj = self._x_phi()(state.x) @ R
+        proj = narrow_matmul(self._x_phi()(state.x), R)
         if self.scale_by_n:
             proj = proj / self.n_hidden
-        x_drive = (proj * s) @ L.T + self._select(u, self.x_inputs) @ self.B_x.T
+        x_drive = narrow_matmul(proj * s, L.T) + narrow_matmul(self._select(u, self.x_inputs), self.B_x.T)
         x = leaky_update(state.x, x_drive, self.dt / self.tau_x, self.sigma_rec, kx)
         return NMState(x, z)
 
