@@ -24,8 +24,10 @@ Systems
   Note the semantics for models that update a clamped field *before* using it within one step:
   the NM-RNN computes ``z_t`` first and gates ``x_t`` with ``s(z_t)``, so with ``z`` clamped to
   ``z0`` the gains are those of ``z_t = F_z(z0, u)`` (one leaky step from ``z0``; exactly
-  ``s(z0)`` when ``z0`` is itself a fixed point of the z dynamics at input ``u``). The e-nmRNN
-  updates ``r`` and ``n`` simultaneously, so clamping ``n`` is exact.
+  ``s(z0)`` when ``z0`` is itself a fixed point of the z dynamics at input ``u``). To gate with
+  ``s(z_target)`` for some other ``z_target``, clamp at the pre-image ``c`` with
+  ``F_z(c, u) = z_target`` (:func:`nmrnn.experiments.flipflop.z_clamp_value` solves for it). The
+  e-nmRNN updates ``r`` and ``n`` simultaneously, so clamping ``n`` is exact.
 * a plain function ``F(x, u) -> array (D,)`` of a state vector ``x (D,)`` and an input ``u (P,)``
   (``P`` may be 0): the next state for ``kind="map"`` or ``dx/dt`` for ``kind="flow"``.
 

@@ -355,6 +355,23 @@ register(
         runtime={"quick": "about 10-30 s on a CPU", "paper": "about 15-60 s on a CPU"},
     )
 )
+register(
+    Reproduction(
+        name="flipflop",
+        result_id="T8",
+        paper="Sussillo & Barak 2013 (3-bit flip-flop), standard task of paper 004",
+        description="3-bit flip-flop: 8 stable memories at the output corners and the saddles between them, vanilla RNN and NM-RNN",
+        claim=(
+            "A network trained on the 3-bit flip-flop has, without input, 8 stable fixed points whose "
+            "readouts sit at the 8 corners of {-1,+1}^3, and between memories that differ in one bit "
+            "a saddle with one unstable direction whose unstable manifold leads to those two "
+            "memories; for the NM-RNN this holds with its neuromodulatory state z free and with z "
+            "clamped at its mean over the memory periods."
+        ),
+        run=lazy("flipflop"),
+        runtime={"quick": "about 1 min on 2 CPU cores", "paper": "about 5 min on 2 CPU cores"},
+    )
+)
 
 __all__ = [
     "PROFILES",
