@@ -17,3 +17,18 @@ def test_slope_ratio_is_one_for_the_target_and_scales_with_the_output():
         t = np.arange(task.n_steps)
         half[k, :, 0] = -0.5 + 0.5 * np.clip((t - tg[k]) / iv[k], 0, None)
     assert slope_ratios(half, batch, task) == pytest.approx([0.5, 0.5, 0.5])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["prop1", "rank1"])
+def test_theory_reproductions_quick_profile(tmp_path, name):
+    import json
+
+    from nmrnn.experiments import run_reproduction
+
+    summary = run_reproduction(name, tmp_path / name, profile="quick", seed=0)
+    assert summary["reproduced"], summary["checks"]
+    on_disk = json.loads((tmp_path / name / "summary.json").read_text())
+    assert on_disk["reproduced"] and (tmp_path / name / "report.md").exists()
+    for fig in on_disk["figures"]:
+        assert (tmp_path / name / fig).stat().st_size > 0
