@@ -68,7 +68,7 @@ def test_compare_small_writes_table_summary_and_figures(tmp_path, capsys):
     assert vanilla["params"] >= summary["models"]["nmrnn:12:n_nm=2,rank=2,tau_z=20"]["params"]
     for f in ("learning_curves.png", "ramps.png"):
         assert (out / "figures" / f).stat().st_size > 0
-    assert (out / "table.csv").read_text().startswith("model,N,params")
+    assert (out / "table.csv").read_text().startswith("model,N,params,steps")
     # A second invocation reuses the finished runs.
     assert main(["compare", "--models", "nmrnn:12:n_nm=2,rank=2,tau_z=20", "vanilla", "--steps", "20",
                  "--seeds", "2", "--out", str(out), "--no-progress", "--no-figures"]) == 0

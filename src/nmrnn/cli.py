@@ -122,7 +122,7 @@ def cmd_compare(args) -> int:
         figures=not args.no_figures,
     )
     print()
-    print(f"{args.task}: {summary['steps']} steps, {summary['seeds']} seeds per model")
+    print(f"{args.task} ({args.profile} profile): {summary['seeds']} seeds per model; steps per model in the table")
     print(summary["table"])
     print()
     print(f"wrote {out / 'summary.json'}, {out / 'table.csv'}")

@@ -65,16 +65,18 @@ class TaskPlan:
 
 
 # The NM-RNN paper's MWG setting (supplement C.3): NM-RNN N=100, M=5, K=3, tau_x=10, tau_z=100;
-# stages 10k low-rank + 10k NM + 50k all; baselines matched in parameters; clip(1) + AdamW(1e-2);
-# full-batch training on the 40 trials.
+# stages 10k low-rank + 10k NM + 50k all; baselines matched in parameters and trained 50k steps
+# (the reference scripts' iteration count); clip(1) + AdamW(1e-2); full-batch training on the
+# 40 trials.
 _NM_STAGES = (("lowrank", 1 / 7), ("nm", 1 / 7), ("all", 5 / 7))
+_BASELINE = (("all", 5 / 7),)
 PLANS: dict[str, TaskPlan] = {
     "mwg": TaskPlan(
         models=(
             ModelEntry("NM-RNN", "nmrnn", 100, {"n_nm": 5, "rank": 3, "tau_x": 10.0, "tau_z": 100.0}, _NM_STAGES),
-            ModelEntry("LR-RNN", "lowrank", None, {"rank": 3, "tau": 10.0}),
-            ModelEntry("vanilla RNN", "vanilla", None, {"tau": 10.0}),
-            ModelEntry("LSTM", "lstm", None, {}),
+            ModelEntry("LR-RNN", "lowrank", None, {"rank": 3, "tau": 10.0}, _BASELINE),
+            ModelEntry("vanilla RNN", "vanilla", None, {"tau": 10.0}, _BASELINE),
+            ModelEntry("LSTM", "lstm", None, {}, _BASELINE),
         ),
         steps={"quick": 7000, "paper": 70_000},
         seeds={"quick": 3, "paper": 10},
@@ -137,10 +139,13 @@ def _literal(v: str) -> Any:
 
 
 def _stages(entry: ModelEntry, total: int) -> tuple[Stage, ...] | None:
+    """The entry's schedule in steps: fractions of ``total`` (rounded; when the fractions sum to
+    1 the last stage takes the remainder so the total is exact)."""
     if entry.stages is None:
         return None
     steps = [max(1, int(round(frac * total))) for _, frac in entry.stages]
-    steps[-1] = max(1, total - sum(steps[:-1]))
+    if abs(sum(frac for _, frac in entry.stages) - 1.0) < 1e-9:
+        steps[-1] = max(1, total - sum(steps[:-1]))
     return tuple(Stage(s, g) for (g, _), s in zip(entry.stages, steps, strict=True))
 
 
@@ -226,6 +231,8 @@ def run_compare(
             "model": entry.model,
             "n_hidden": n_hidden,
             "params": count,
+            "steps": cfg.total_steps,
+            "schedule": [[st.group, st.steps] for st in cfg.schedule],
             "options": dict(entry.options),
             "per_seed": seeds_out,
         }
@@ -234,7 +241,7 @@ def run_compare(
     sets = [k for k, v in first.items() if isinstance(v, dict)]
     rows = []
     for label, info in per_model.items():
-        row: dict[str, Any] = {"model": label, "N": info["n_hidden"], "params": info["params"]}
+        row: dict[str, Any] = {"model": label, "N": info["n_hidden"], "params": info["params"], "steps": info["steps"]}
         for s in sets:
             for metric in plan.headline:
                 vals = [m[s][metric] for m in info["per_seed"]]
