@@ -118,6 +118,7 @@ def cmd_compare(args) -> int:
         seeds=args.seeds,
         profile=args.profile,
         steps=args.steps,
+        task_options=dict(args.task_opt),
         progress=not args.no_progress,
         figures=not args.no_figures,
     )
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="quick", choices=["quick", "paper"], help="quick (default; minutes) or paper (published iteration counts and 10 seeds)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per model (default: the profile's)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per run (default: the profile's)")
+    p.add_argument("--task-opt", type=_kv, action="append", default=[], metavar="KEY=VALUE", help="task option, e.g. delay_range=[10,19] (repeatable)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: results/compare-TASK-PROFILE)")
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--no-progress", action="store_true")

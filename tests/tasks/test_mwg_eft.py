@@ -119,3 +119,20 @@ def test_mwg_mask_pad_scores_only_around_the_ramp():
     assert m.sum() == 58 - 34
     with pytest.raises(ValueError, match="mask_pad"):
         MeasureWaitGo(mask_pad=-1)
+
+
+def test_mwg_delay_range_varies_the_delay_at_a_fixed_measure_time():
+    task = MeasureWaitGo(delay_range=(10, 19))
+    fixed = task.fixed_batch()
+    pairs = set(zip(np.asarray(fixed.info["interval"]).tolist(), np.asarray(fixed.info["delay"]).tolist(), strict=True))
+    assert pairs == {(i, d) for i in (12, 14, 16, 18) for d in range(10, 20)}
+    assert np.all(np.asarray(fixed.info["t_measure"]) == 10)
+    b = task.trials([12], [10], [11])  # wait at 22, go at 33
+    x = np.asarray(b.inputs[0])
+    assert x[10, 0] == 10 and x[22, 1] == 10 and x[33, 2] == 10
+    s = task.sample(jr.PRNGKey(0), 256)
+    d = np.asarray(s.info["delay"])
+    assert d.min() >= 10 and d.max() <= 19 and len(set(d.tolist())) > 5
+    assert np.all(np.asarray(task.extrapolation_batch().info["delay"]) == 15)
+    with pytest.raises(ValueError, match="delay_range"):
+        MeasureWaitGo(delay_range=(19, 10))

@@ -182,6 +182,7 @@ def run_compare(
     seeds: int | None = None,
     profile: str = "quick",
     steps: int | None = None,
+    task_options: dict[str, Any] | None = None,
     progress: bool = False,
     figures: bool = True,
     log=print,
@@ -193,7 +194,8 @@ def run_compare(
     entries = tuple(models) if models else plan.models
     n_seeds = check_positive_int("seeds", seeds) if seeds is not None else plan.seeds[profile]
     total = check_positive_int("steps", steps) if steps is not None else plan.steps[profile]
-    task_obj = make_task(task)
+    task_options = dict(task_options or {})
+    task_obj = make_task(task, **task_options)
     sized = resolve_sizes(entries, task_obj.n_in, task_obj.n_out)
     labels = [e.label for e in entries]
     if len(set(labels)) != len(labels):
@@ -216,7 +218,7 @@ def run_compare(
         seeds_out = []
         run_dirs[entry.label] = []
         for seed in range(n_seeds):
-            spec = RunSpec(entry.model, n_hidden, task, cfg, seed, dict(entry.options))
+            spec = RunSpec(entry.model, n_hidden, task, cfg, seed, dict(entry.options), task_options)
             run_dir = out / "runs" / f"{slug(entry.label)}_seed{seed}"
             run_dirs[entry.label].append(run_dir)
             metrics = _finished_metrics(run_dir, spec)
@@ -253,6 +255,7 @@ def run_compare(
 
     summary = {
         "task": task,
+        "task_options": task_options,
         "profile": profile,
         "seeds": n_seeds,
         "steps": total,
@@ -260,7 +263,7 @@ def run_compare(
         "models": per_model,
     }
     if figures:
-        summary["figures"] = make_figures(task, out, run_dirs, per_model)
+        summary["figures"] = make_figures(task, out, run_dirs, task_obj)
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "table.csv", _csv(rows))
     summary["table"] = format_table(rows, n_seeds)
@@ -307,7 +310,7 @@ def format_table(rows: list[dict], n_seeds: int) -> str:
     return "\n".join(lines)
 
 
-def make_figures(task: str, out: Path, run_dirs: dict[str, list[Path]], per_model: dict) -> list[str]:
+def make_figures(task: str, out: Path, run_dirs: dict[str, list[Path]], task_obj) -> list[str]:
     """Learning curves for every task, plus the task's own figures. Returns the files written."""
     from ..plotting import curves
 
@@ -318,7 +321,6 @@ def make_figures(task: str, out: Path, run_dirs: dict[str, list[Path]], per_mode
         from ..plotting import mwg
 
         models = {label: load_run(dirs[0])[1] for label, dirs in run_dirs.items()}
-        task_obj = make_task("mwg")
         written.append(mwg.plot_ramps(models, task_obj, fig_dir / "ramps.png"))
         nm = {label: m for label, m in models.items() if hasattr(m, "gains")}
         for label, model in nm.items():

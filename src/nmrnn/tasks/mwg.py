@@ -16,7 +16,10 @@ scripts); the rank-1 experiment tests intervals 7, 15 and 23.
 
 Where the sources differ: the supplement's rank-3 paragraph says the *delay* varied over 10..19,
 its rank-1 paragraph and the reference code vary the *measure time* over 10..19 with a fixed delay
-of 15. This module follows the code (``SPEC.md`` T1 says the same).
+of 15. This module follows the code (``SPEC.md`` T1 says the same) by default;
+``delay_range=(10, 19)`` gives the supplement's reading: the delay varies per trial, the measure
+time is fixed at ``measure_range[0]``, and the fixed training set is intervals x delays. Test
+batches keep the fixed ``delay``.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class MeasureWaitGo(AbstractTask):
     intervals: tuple[int, ...] = eqx.field(static=True)
     measure_range: tuple[int, int] = eqx.field(static=True)
     delay: int = eqx.field(static=True)
+    delay_range: tuple[int, int] | None = eqx.field(static=True)
     n_steps: int = eqx.field(static=True)
     pulse: float = eqx.field(static=True)
     low: float = eqx.field(static=True)
@@ -59,6 +63,7 @@ class MeasureWaitGo(AbstractTask):
         intervals: Sequence[int] = TRAIN_INTERVALS,
         measure_range: tuple[int, int] = (10, 19),
         delay: int = 15,
+        delay_range: tuple[int, int] | None = None,
         n_steps: int = 110,
         pulse: float = 10.0,
         low: float = -0.5,
@@ -75,29 +80,40 @@ class MeasureWaitGo(AbstractTask):
         self.intervals = intervals
         self.measure_range = (lo, hi)
         self.delay = check_positive_int("delay", delay)
+        if delay_range is None:
+            self.delay_range = None
+        else:
+            d_lo, d_hi = (check_positive_int("delay_range", v) for v in delay_range)
+            if d_hi < d_lo:
+                raise ValueError(f"delay_range must be (lo, hi) with lo <= hi, got {delay_range}")
+            self.delay_range = (d_lo, d_hi)
         self.n_steps = check_positive_int("n_steps", n_steps)
         self.pulse = check_positive("pulse", pulse)
         self.low, self.high = float(low), float(high)
         self.test_measure = int(test_measure)
         self.mask_pad = None if mask_pad is None else check_nonnegative_int("mask_pad", mask_pad)
         self.n_in, self.n_out = 3, 1
-        self._check_fits(max(intervals), hi)
+        self._check_fits(max(intervals), lo if self.delay_range else hi, self._max_delay())
 
-    def _check_fits(self, interval: int, t_measure: int) -> None:
-        end = t_measure + 2 * interval + self.delay
+    def _max_delay(self) -> int:
+        return self.delay if self.delay_range is None else max(self.delay, self.delay_range[1])
+
+    def _check_fits(self, interval: int, t_measure: int, delay: int | None = None) -> None:
+        end = t_measure + 2 * interval + (self.delay if delay is None else delay)
         if end > self.n_steps - 1:
             raise ValueError(
                 f"a trial with measure time {t_measure} and interval {interval} ends its ramp at "
                 f"step {end}, beyond the last step {self.n_steps - 1} (n_steps={self.n_steps})"
             )
 
-    def trials(self, intervals, t_measures) -> Batch:
-        """Deterministic trials for given ``intervals`` and measure times (arrays of equal length)."""
+    def trials(self, intervals, t_measures, delays=None) -> Batch:
+        """Deterministic trials for given ``intervals``, measure times and (optionally) delays
+        (arrays of equal length; ``delays=None`` uses the fixed ``delay``)."""
         intervals = jnp.asarray(intervals, dtype=jnp.int32)
         t_m = jnp.asarray(t_measures, dtype=jnp.int32)
         t = jnp.arange(self.n_steps)[None, :]
         t_w = t_m + intervals
-        t_g = t_w + self.delay
+        t_g = t_w + (self.delay if delays is None else jnp.asarray(delays, dtype=jnp.int32))
         inputs = self.pulse * jnp.stack(
             [t == t_m[:, None], t == t_w[:, None], t == t_g[:, None]], axis=-1
         ).astype(jnp.float32)
@@ -109,7 +125,7 @@ class MeasureWaitGo(AbstractTask):
             lo = t_g[:, None] - self.mask_pad
             hi = t_g[:, None] + max(self.intervals) + self.mask_pad
             mask = ((t >= lo) & (t < hi)).astype(jnp.float32)[..., None]
-        info = {"interval": intervals, "t_measure": t_m, "t_wait": t_w, "t_go": t_g}
+        info = {"interval": intervals, "t_measure": t_m, "t_wait": t_w, "t_go": t_g, "delay": t_g - t_w}
         return Batch(inputs, targets, mask, info)
 
     def sample(self, key, batch_size: int) -> Batch:
@@ -117,12 +133,20 @@ class MeasureWaitGo(AbstractTask):
         k1, k2 = jr.split(key)
         intervals = jr.choice(k1, jnp.asarray(self.intervals), (batch_size,))
         lo, hi = self.measure_range
+        if self.delay_range is not None:
+            d_lo, d_hi = self.delay_range
+            delays = jr.randint(k2, (batch_size,), d_lo, d_hi + 1)
+            return self.trials(intervals, jnp.full((batch_size,), lo), delays)
         t_m = jr.randint(k2, (batch_size,), lo, hi + 1)
         return self.trials(intervals, t_m)
 
     def fixed_batch(self) -> Batch:
         """Every (interval, measure time) pair of the training set: 40 trials by default."""
         lo, hi = self.measure_range
+        if self.delay_range is not None:
+            d_lo, d_hi = self.delay_range
+            grid_i, grid_d = np.meshgrid(self.intervals, np.arange(d_lo, d_hi + 1), indexing="ij")
+            return self.trials(grid_i.ravel(), np.full(grid_i.size, lo), grid_d.ravel())
         grid_i, grid_m = np.meshgrid(self.intervals, np.arange(lo, hi + 1), indexing="ij")
         return self.trials(grid_i.ravel(), grid_m.ravel())
 
