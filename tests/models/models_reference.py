@@ -86,9 +86,14 @@ def leaky(model, options, u):
     if not o["bias"]:
         assert b is None
         b = np.zeros(n)
+    return _leaky_loop(W, B, b, C, d, o, u)
+
+
+def _leaky_loop(W, B, b, C, d, o, u):
+    """The M1 recurrence for a given full W (shared by M1 and M2, which differ only in W)."""
     phi = ACT[o["activation"]]
     a = o["dt"] / o["tau"]
-    x = np.zeros(n)
+    x = np.zeros(W.shape[0])
     xs, ys = [], []
     for t in range(u.shape[0]):
         x = (1 - a) * x + a * (W @ phi(x) + B @ u[t] + b)
@@ -111,16 +116,7 @@ def lowrank(model, options, u):
     if not o["bias"]:
         assert b is None
         b = np.zeros(n)
-    phi = ACT[o["activation"]]
-    a = o["dt"] / o["tau"]
-    x = np.zeros(n)
-    xs, ys = [], []
-    for t in range(u.shape[0]):
-        x = (1 - a) * x + a * (W @ phi(x) + B @ u[t] + b)
-        xs.append(x)
-        h = x if o["readout_from"] == "state" else phi(x)
-        ys.append(C @ h + d)
-    return np.array(ys), {"x": np.array(xs)}
+    return _leaky_loop(W, B, b, C, d, o, u)
 
 
 def nmrnn(model, options, u):

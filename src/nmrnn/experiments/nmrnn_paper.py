@@ -81,7 +81,7 @@ def run_mwg(out_dir: Path, profile: str, seed: int) -> dict[str, Any]:
             "trained_loss_mean": trained,
             "slope_error_mean": slope_err,
             "slope_error_per_seed": slope_per_seed,
-            "per_model": {k: {kk: vv for kk, vv in v.items() if kk != "per_seed"} for k, v in summary["models"].items()},
+            "per_model": _without_per_seed(summary),
         },
         "settings": {"profile": profile, "steps": summary["steps"], "seeds": summary["seeds"]},
         "figures": [f"comparison/{f}" for f in summary.get("figures", [])],
@@ -105,12 +105,18 @@ def run_eft(out_dir: Path, profile: str, seed: int) -> dict[str, Any]:
         ],
         "metrics": {
             "test_mse_mean": test,
-            "per_model": {k: {kk: vv for kk, vv in v.items() if kk != "per_seed"} for k, v in summary["models"].items()},
+            "per_model": _without_per_seed(summary),
         },
         "settings": {"profile": profile, "steps": summary["steps"], "seeds": summary["seeds"]},
         "figures": [f"comparison/{f}" for f in summary.get("figures", [])],
         "notes": "```\n" + summary["table"] + "\n```",
     }
+
+
+def _without_per_seed(summary: dict[str, Any]) -> dict[str, Any]:
+    """The comparison's per-model entries without their per-seed metrics (kept in the
+    comparison's own summary.json)."""
+    return {k: {kk: vv for kk, vv in v.items() if kk != "per_seed"} for k, v in summary["models"].items()}
 
 
 def _quiet(*_args, **_kwargs) -> None:

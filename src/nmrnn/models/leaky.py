@@ -55,6 +55,12 @@ def _check_common(n_in, n_hidden, n_out, tau, dt, activation, sigma_rec, readout
     check_choice("readout_from", readout_from, READOUTS)
 
 
+def _readout(x, activation: str, readout_from: str, C, d):
+    """``C x + d`` (``readout_from="state"``) or ``C phi(x) + d`` (``"rate"``)."""
+    h = x if readout_from == "state" else get_activation(activation)(x)
+    return h @ C.T + d
+
+
 class LeakyRNN(AbstractRecurrentModel):
     """Vanilla leaky RNN (M1) with optional Dale's law, connectivity mask and recurrent noise.
 
@@ -156,8 +162,7 @@ class LeakyRNN(AbstractRecurrentModel):
         return LeakyState(leaky_update(state.x, drive, self.dt / self.tau, self.sigma_rec, key))
 
     def readout(self, state):
-        h = state.x if self.readout_from == "state" else get_activation(self.activation)(state.x)
-        return h @ self.C.T + self.d
+        return _readout(state.x, self.activation, self.readout_from, self.C, self.d)
 
 
 class LowRankRNN(AbstractRecurrentModel):
@@ -254,5 +259,4 @@ class LowRankRNN(AbstractRecurrentModel):
         return LeakyState(leaky_update(state.x, drive, self.dt / self.tau, self.sigma_rec, key))
 
     def readout(self, state):
-        h = state.x if self.readout_from == "state" else get_activation(self.activation)(state.x)
-        return h @ self.C.T + self.d
+        return _readout(state.x, self.activation, self.readout_from, self.C, self.d)
