@@ -29,7 +29,11 @@ def check_nonnegative_int(name: str, value: Any) -> int:
 
 
 def check_positive(name: str, value: Any) -> float:
-    """Return ``value`` as a float if it is finite and > 0, else raise ``ValueError``."""
+    """Return ``value`` as a float if it is finite and > 0, else raise ``ValueError``.
+
+    Booleans and text are refused (``True`` is not the number 1 here)."""
+    if isinstance(value, bool | str):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -40,6 +44,8 @@ def check_positive(name: str, value: Any) -> float:
 
 
 def check_nonnegative(name: str, value: Any) -> float:
+    if isinstance(value, bool | str):
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -84,3 +90,28 @@ def check_known_options(kind: str, options: Mapping[str, Any], allowed: Iterable
         raise ValueError(
             f"unknown option(s) {', '.join(bad)} for {kind}; valid options: {', '.join(allowed)}"
         )
+
+
+#: Seeds cover the unsigned 64-bit range; :func:`seed_key` folds the high 32 bits in, so no two
+#: seeds of the range share a key.
+SEED_MAX = 2**64 - 1
+
+
+def check_seed(value: Any) -> int:
+    """Return ``value`` as an int if it is a seed in ``[0, 2**64 - 1]``, else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        raise ValueError(f"seed must be an integer in [0, 2**64 - 1], got {value!r}")
+    if not 0 <= int(value) <= SEED_MAX:
+        raise ValueError(f"seed must be an integer in [0, 2**64 - 1], got {value!r}")
+    return int(value)
+
+
+def seed_key(seed: int):
+    """The PRNG key of ``seed``: ``PRNGKey(seed)`` below ``2**32``; above, the low 32 bits make the
+    key and the high 32 bits are folded in (``PRNGKey`` alone would alias or overflow)."""
+    import jax.random as jr
+
+    seed = check_seed(seed)
+    lo, hi = seed & 0xFFFFFFFF, seed >> 32
+    key = jr.PRNGKey(lo)
+    return key if hi == 0 else jr.fold_in(key, hi)

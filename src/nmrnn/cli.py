@@ -8,68 +8,126 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
+import traceback
 from pathlib import Path
 from typing import Any
 
 
 def _kv(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``; the value is read as JSON when it parses and typed later against the
+    option's annotation (:mod:`nmrnn.options`)."""
+    from .options import parse_text
+
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+    return key, parse_text(value)
+
+
+def _config_value(kind: str, name: str):
+    """An argparse ``type`` for a config field annotated ``kind`` (``"int"``, ``"float | None"``
+    ...): numbers refuse booleans and text, ``none`` gives ``None`` where the field allows it."""
+    optional = "None" in kind
+    base = kind.replace("| None", "").replace("None |", "").strip()
+
+    def parse(text: str):
+        if optional and text.lower() == "none":
+            return None
+        if base == "bool":
+            if text in ("true", "True", "1"):
+                return True
+            if text in ("false", "False", "0"):
+                return False
+            raise argparse.ArgumentTypeError(f"--{name} takes true/false/1/0, got {text!r}")
+        if base in ("int", "float"):
+            try:
+                value = float(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"--{name} takes a number, got {text!r}") from None
+            if base == "int":
+                if value != int(value):
+                    raise argparse.ArgumentTypeError(f"--{name} takes an integer, got {text!r}")
+                return int(value)
+            return value
+        return text
+
+    return parse
+
+
+#: TrainConfig fields the command line sets differently from a plain option.
+_CLI_SPECIAL = {"stages", "fixed_batch", "noise"}
+
+
+def _add_config_args(p: argparse.ArgumentParser, config_cls) -> None:
+    """One option per field of ``config_cls`` (a dataclass with ``help`` metadata): the flags, their
+    help and their defaults all come from the dataclass, the one source of defaults."""
+    import dataclasses
+
+    for f in dataclasses.fields(config_cls):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        choices = f.metadata.get("choices")
+        if f.name == "stages":
+            p.add_argument(flag, default=None, help=help_text)
+        elif f.type in ("bool",):
+            if f.default:
+                p.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
+                               help=f"do not {help_text}")
+            else:
+                p.add_argument(flag, dest=f.name, action="store_true", help=help_text)
+        else:
+            p.add_argument(flag, dest=f.name, type=_config_value(str(f.type), f.name), default=f.default,
+                           choices=choices, help=help_text if "default" in help_text else f"{help_text} (default: {f.default})")
+
+
+def _config_from_args(args, config_cls):
+    import dataclasses
+
+    from .train import parse_stages
+
+    values = {}
+    for f in dataclasses.fields(config_cls):
+        value = getattr(args, f.name)
+        if f.name == "stages":
+            if value is not None:
+                if not value.strip():
+                    raise ValueError("--stages is empty; give group:steps[:lr],... or leave it out")
+                value = parse_stages(value)
+        values[f.name] = value
+    return config_cls(**values)
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
+    from .train import TrainConfig
+
     p.add_argument("--model", required=True, help="model name (see `nmrnn list`)")
     p.add_argument("--task", required=True, help="task name (see `nmrnn list`)")
-    p.add_argument("--out", required=True, type=Path, help="run directory to create (or resume)")
+    p.add_argument("--out", required=True, type=_path, help="run directory to create (or resume)")
     p.add_argument("--hidden", type=int, default=None, help="hidden size N (default: 100, or matched with --match-params)")
     p.add_argument("--match-params", type=int, default=None, metavar="P", help="pick N as the smallest size with >= P parameters")
     p.add_argument("--model-opt", type=_kv, action="append", default=[], metavar="KEY=VALUE", help="model option, e.g. rank=3 or tau_z=100 (repeatable; values parsed as JSON)")
     p.add_argument("--task-opt", type=_kv, action="append", default=[], metavar="KEY=VALUE", help="task option (repeatable)")
-    p.add_argument("--steps", type=int, default=1000, help="optimiser steps (ignored with --stages)")
-    p.add_argument("--stages", default=None, help="staged training, e.g. lowrank:10000,nm:10000,all:50000 (group:steps[:lr])")
-    p.add_argument("--lr", type=float, default=1e-2, help="learning rate (default 1e-2)")
-    p.add_argument("--optimizer", default="adamw", help="adamw (default) or adam")
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--clip", type=float, default=1.0, help="global-norm gradient clip; 0 disables")
-    p.add_argument("--batch-size", type=int, default=None, help="trials per step (default: the task's)")
-    p.add_argument("--fixed-batch", action="store_true", help="train on the task's fixed full batch instead of fresh trials")
-    p.add_argument("--checkpoint-every", type=int, default=1000)
-    p.add_argument("--steps-per-call", type=int, default=200, help="optimiser steps compiled into one call")
-    p.add_argument("--weight-l2", type=float, default=0.0)
-    p.add_argument("--activity-l2", type=float, default=0.0)
+    _add_config_args(p, TrainConfig)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (or progress lines in logs)")
+    p.add_argument("--ignore-memory-limit", action="store_true",
+                   help="train even when the run's estimated memory exceeds what is available")
 
 
 def cmd_train(args) -> int:
     from .models import match_size
     from .tasks import make_task
-    from .train import TrainConfig, parse_stages
+    from .train import TrainConfig
     from .train.run import RunSpec, train_run
 
     model_opts = dict(args.model_opt)
     task_opts = dict(args.task_opt)
-    cfg = TrainConfig(
-        steps=args.steps,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        weight_decay=args.weight_decay,
-        clip=args.clip if args.clip > 0 else None,
-        batch_size=args.batch_size,
-        fixed_batch=args.fixed_batch,
-        stages=parse_stages(args.stages) if args.stages else None,
-        steps_per_call=args.steps_per_call,
-        checkpoint_every=args.checkpoint_every,
-        weight_l2=args.weight_l2,
-        activity_l2=args.activity_l2,
-    )
+    cfg = _config_from_args(args, TrainConfig)
     if args.hidden is not None and args.match_params is not None:
         raise ValueError("give either --hidden or --match-params, not both")
     n_hidden = args.hidden if args.hidden is not None else 100
@@ -77,7 +135,8 @@ def cmd_train(args) -> int:
         task = make_task(args.task, **task_opts)
         n_hidden = match_size(args.model, args.match_params, n_in=task.n_in, n_out=task.n_out, **model_opts)
     spec = RunSpec(args.model, n_hidden, args.task, cfg, args.seed, model_opts, task_opts)
-    result = train_run(args.out, spec, resume=args.resume, progress=not args.no_progress)
+    result = train_run(args.out, spec, resume=args.resume, progress=not args.no_progress,
+                       check_memory=not args.ignore_memory_limit)
     metrics = json.loads((Path(args.out) / "metrics.json").read_text())
     print(f"trained {args.model} (N={n_hidden}) on {args.task} for {len(result.losses)} steps in {result.seconds:.1f} s")
     print(f"final training loss {result.losses[-1]:.4e}")
@@ -121,6 +180,7 @@ def cmd_compare(args) -> int:
         task_options=dict(args.task_opt),
         progress=not args.no_progress,
         figures=not args.no_figures,
+        vmap_seeds=args.vmap_seeds,
     )
     print()
     print(f"{args.task} ({args.profile} profile): {summary['seeds']} seeds per model; steps per model in the table")
@@ -165,11 +225,23 @@ def cmd_list(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .experiments.profiles import PROFILE_NAMES
+
     parser = argparse.ArgumentParser(
         prog="nmrnn",
         description="Neuromodulated RNNs: train, evaluate, compare and reverse-engineer models.",
     )
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks of errors")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show Python tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_parser = sub.add_parser
+
+    def add_parser(name, **kwargs):
+        return _add_parser(name, parents=[common], **kwargs)
+
+    sub.add_parser = add_parser
 
     p = sub.add_parser("train", help="train one model on one task into a run directory",
                        description="Train one model on one task into a run directory (config.json, checkpoint.npz, curve.csv, metrics.json).")
@@ -177,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a run directory", description="Evaluate a run directory's latest checkpoint on the task's evaluation sets and rewrite metrics.json.")
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=_path)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_evaluate)
 
@@ -186,21 +258,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="mwg", help="task name (default: mwg)")
     p.add_argument("--models", nargs="+", default=None, metavar="NAME[:N[:k=v,...]]",
                    help="models to compare; the first is the reference whose parameter count the others match when N is omitted (default: the paper's set for the task)")
-    p.add_argument("--profile", default="quick", choices=["quick", "paper"], help="quick (default; minutes) or paper (published iteration counts and 10 seeds)")
+    p.add_argument("--profile", default="quick", choices=list(PROFILE_NAMES), help="smoke (seconds; checks the pipeline only), quick (default; minutes) or paper (published iteration counts and 10 seeds)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per model (default: the profile's)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per run (default: the profile's)")
     p.add_argument("--task-opt", type=_kv, action="append", default=[], metavar="KEY=VALUE", help="task option, e.g. delay_range=[10,19] (repeatable)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: results/compare-TASK-PROFILE)")
+    p.add_argument("--out", type=_path, default=None, help="output folder (default: results/compare-TASK-PROFILE)")
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--vmap-seeds", dest="vmap_seeds", action="store_true", default=None,
+                   help="train each model's seeds as one vmapped ensemble (default: on accelerators only; on CPU sequential measured as fast)")
+    p.add_argument("--no-vmap-seeds", dest="vmap_seeds", action="store_false", help="train the seeds one after the other")
     p.set_defaults(func=cmd_compare)
+
+    from .experiments.profiles import PROFILE_NAMES
 
     p = sub.add_parser("reproduce", help="reproduce a published result (summary.json, report.md, figures)",
                        description="Reproduce a published result in one command. Without NAME, list the reproductions.")
     p.add_argument("name", nargs="?", default=None, help="reproduction name (omit to list them)")
     p.add_argument("--list", action="store_true", help="list the reproductions")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: results/reproduce-NAME)")
-    p.add_argument("--profile", default="quick", choices=["quick", "paper"])
+    p.add_argument("--out", type=_path, default=None, help="output folder (default: results/reproduce-NAME)")
+    p.add_argument("--profile", default="quick", choices=list(PROFILE_NAMES),
+                   help="smoke (seconds; exercises every output), quick (default; minutes) or paper (the published scale)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_reproduce)
 
@@ -209,20 +287,81 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _path(text: str) -> Path:
+    """A path argument; an empty string is refused (``Path("")`` would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return Path(text)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}"
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split("\n")[0:1]) if isinstance(exc, OSError) else text
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code: 0 done, 2 bad input (refused before anything
+    is written), 1 a failure at run time, 130/143 stopped by SIGINT/SIGTERM (checkpoint intact).
+    No traceback reaches the user unless ``--debug`` is given."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2), already printed
+        return int(exc.code) if isinstance(exc.code, int) else 2
+    from .train.guard import FolderLockedError, Interrupted
     from .train.loop import NonFiniteLossError
 
+    def on_term(signum, frame):
+        raise Interrupted(signum)
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, on_term)
+    bad_input = (ValueError, FileExistsError, FileNotFoundError, NotADirectoryError,
+                 IsADirectoryError, PermissionError, FolderLockedError)
     try:
         return args.func(args)
-    except (ValueError, FileExistsError, FileNotFoundError, NonFiniteLossError) as exc:
-        print(f"nmrnn {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except Interrupted as exc:
+        print(f"nmrnn {args.command}: {exc}; run again with the same arguments (--resume for train) "
+              "to continue", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
-        print(f"nmrnn {args.command}: interrupted; run again with the same arguments (--resume for train) to continue", file=sys.stderr)
+        print(f"nmrnn {args.command}: interrupted; run again with the same arguments (--resume for "
+              "train) to continue", file=sys.stderr)
         return 130
+    except bad_input as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"nmrnn {args.command}: error: {_describe(exc)}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"nmrnn {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a failure at run time: one line, the traceback with --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"nmrnn {args.command}: error: {type(exc).__name__}: {_describe(exc)} "
+              "(run with --debug for the traceback)", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def entry() -> None:
+    """The ``nmrnn`` console script: :func:`main`, then exit. After a signal it leaves without the
+    interpreter's teardown (compiled-code threads may still be running then)."""
+    code = main()
+    if code in (130, 143):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -93,7 +93,7 @@ def test_a_crash_is_recorded_and_reraised(dummy, tmp_path):
     ("args", "match"),
     [
         (("nope", "x"), "unknown reproduction 'nope'; valid choices: .*hopf"),
-        (("hopf", "x", "full"), "unknown profile 'full'; valid choices: quick, paper"),
+        (("hopf", "x", "full"), "unknown profile 'full'; valid choices: smoke, quick, paper"),
         (("hopf", "x", "quick", -1), "seed must be a non-negative integer"),
     ],
 )
@@ -117,6 +117,15 @@ def test_register_refuses_duplicates_and_bad_names(monkeypatch):
         register(Reproduction("hopf", "R6", "p", "d", "c", lambda *a: {}))
     with pytest.raises(ValueError, match="lower-case slug"):
         register(Reproduction("Bad Name", "R0", "p", "d", "c", lambda *a: {}))
+    with pytest.raises(ValueError, match="unknown profile"):
+        register(Reproduction("x", "R0", "p", "d", "c", lambda *a: {}, runtime={"fast": "1 s"}))
+
+
+def test_every_reproduction_states_its_runtime_per_profile():
+    from nmrnn.experiments.profiles import PROFILE_NAMES
+
+    for name, rep in REPRODUCTIONS.items():
+        assert set(rep.runtime) == set(PROFILE_NAMES), name
 
 
 def test_hopf_is_registered_lazily():

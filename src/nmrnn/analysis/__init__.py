@@ -7,8 +7,18 @@
   fold (saddle-node) detection.
 * :mod:`~nmrnn.analysis.systems`: the 2-neuron system of paper 000, normal forms, an RK4
   integrator and limit-cycle measurements.
+* :mod:`~nmrnn.analysis.saddles`: stable points, the saddles between them and their unstable
+  manifolds, for any model (two-pass search, manifold following, summaries).
+* :mod:`~nmrnn.analysis.clamping`: the clamp value of a state field whose step uses a given level
+  (:func:`clamp_preimage`).
+* :mod:`~nmrnn.analysis.proposition1`: Proposition 1 of paper 001 (the semilinear LSTM that
+  reproduces a linearised NM-RNN); :mod:`~nmrnn.analysis.rank1`: the exact and eq.-16
+  neuromodulatory signal of a rank-1 NM-RNN (paper 001, supplement B).
+
+Papers are cited by the ids of docs/references.md.
 """
 
+from .clamping import clamp_preimage, field_after_step
 from .continuation import (
     BIFURCATION_KINDS,
     CONTINUATION_METHODS,
@@ -32,6 +42,34 @@ from .fixed_points import (
     sample_states,
     speed,
     stability_margins,
+)
+from .proposition1 import (
+    Proposition1Count,
+    Proposition1Trajectory,
+    lagged_inputs,
+    nm_state_decoder,
+    proposition1_parameter_count,
+    reproduce_nmrnn,
+    semilinear_lstm_from_nmrnn,
+)
+from .rank1 import (
+    PowerLaw,
+    Rank1Params,
+    Rank1Signal,
+    approximate_rank1_signal,
+    exact_rank1_signal,
+    ramp_power_law,
+    ramp_power_law_coefficients,
+    rank1_params,
+)
+from .saddles import (
+    SaddleAnalysis,
+    find_saddles,
+    follow_unstable_manifolds,
+    free_coordinates,
+    saddles_by_unstable_dims,
+    search_report,
+    summarize_saddles,
 )
 from .systems import (
     TWO_NEURON_W,
@@ -58,21 +96,45 @@ __all__ = [
     "KINDS",
     "METHODS",
     "ModelFamily",
+    "PowerLaw",
+    "Proposition1Count",
+    "Proposition1Trajectory",
+    "Rank1Params",
+    "Rank1Signal",
     "STABILITY_LABELS",
+    "SaddleAnalysis",
     "System",
     "TWO_NEURON_W",
     "TwoNeuronFamily",
+    "approximate_rank1_signal",
+    "clamp_preimage",
     "classify_stability",
     "continue_fixed_point",
     "cycle_stats",
     "eig_sorted",
+    "exact_rank1_signal",
+    "field_after_step",
     "find_fixed_points",
+    "find_saddles",
+    "follow_unstable_manifolds",
+    "free_coordinates",
     "integrate",
+    "lagged_inputs",
     "linearize",
     "make_system",
+    "nm_state_decoder",
+    "proposition1_parameter_count",
+    "ramp_power_law",
+    "ramp_power_law_coefficients",
+    "rank1_params",
+    "reproduce_nmrnn",
+    "saddles_by_unstable_dims",
     "sample_states",
+    "search_report",
+    "semilinear_lstm_from_nmrnn",
     "speed",
     "stability_margins",
+    "summarize_saddles",
     "two_neuron_cycle_frequency",
     "two_neuron_cycle_radius",
     "two_neuron_field",

@@ -1,4 +1,5 @@
-"""Fixed points and slow points of recurrent dynamics (Sussillo & Barak 2013; Golub & Sussillo 2018).
+"""Fixed points and slow points of recurrent dynamics (Sussillo & Barak 2013; Golub & Sussillo
+2018; see docs/references.md).
 
 A fixed point of a map ``x -> F(x, u)`` solves ``F(x, u) = x``; a fixed point of a flow
 ``dx/dt = f(x, u)`` solves ``f(x, u) = 0``. Both are found by minimising the speed
@@ -26,7 +27,7 @@ Systems
   ``z0`` the gains are those of ``z_t = F_z(z0, u)`` (one leaky step from ``z0``; exactly
   ``s(z0)`` when ``z0`` is itself a fixed point of the z dynamics at input ``u``). To gate with
   ``s(z_target)`` for some other ``z_target``, clamp at the pre-image ``c`` with
-  ``F_z(c, u) = z_target`` (:func:`nmrnn.experiments.flipflop.z_clamp_value` solves for it). The
+  ``F_z(c, u) = z_target`` (:func:`nmrnn.analysis.clamp_preimage` solves for it). The
   e-nmRNN updates ``r`` and ``n`` simultaneously, so clamping ``n`` is exact.
 * a plain function ``F(x, u) -> array (D,)`` of a state vector ``x (D,)`` and an input ``u (P,)``
   (``P`` may be 0): the next state for ``kind="map"`` or ``dx/dt`` for ``kind="flow"``.

@@ -16,8 +16,8 @@ reference model (the first entry), as the NM-RNN paper does.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,12 +28,16 @@ import numpy as np
 
 from .._validation import check_choice, check_positive_int
 from ..models import MODELS, count_for, match_size
+from ..options import coerce_options, parse_text
 from ..tasks import TASKS, make_task
 from ..train.checkpoint import atomic_write_json, atomic_write_text
 from ..train.config import Stage, TrainConfig
-from ..train.run import METRICS, RunSpec, load_run, prepare_run_dir, train_run
+from ..train.guard import FolderLock
+from ..train.loop import default_ensemble_vmap
+from ..train.run import RunSpec, check_run_path, ensure_run, finished_metrics, load_run, train_runs
+from .profiles import PROFILE_NAMES, Profiles, check_profile
 
-PROFILES = ("quick", "paper")
+PROFILES = PROFILE_NAMES
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,8 @@ class TaskPlan:
     """How a task is compared: its default models and the training budget of each profile."""
 
     models: tuple[ModelEntry, ...]
-    steps: dict[str, int]
-    seeds: dict[str, int]
+    steps: Profiles[int]
+    seeds: Profiles[int]
     lr: float = 1e-2
     optimizer: str = "adamw"
     fixed_batch: bool = False
@@ -78,8 +82,8 @@ PLANS: dict[str, TaskPlan] = {
             ModelEntry("vanilla RNN", "vanilla", None, {"tau": 10.0}, _BASELINE),
             ModelEntry("LSTM", "lstm", None, {}, _BASELINE),
         ),
-        steps={"quick": 7000, "paper": 70_000},
-        seeds={"quick": 3, "paper": 10},
+        steps=Profiles(smoke=14, quick=7000, paper=70_000),
+        seeds=Profiles(smoke=1, quick=3, paper=10),
         fixed_batch=True,
     ),
     # Element Finder at ~500 parameters (supplement C.3): the paper's sizes, not re-matched:
@@ -93,8 +97,8 @@ PLANS: dict[str, TaskPlan] = {
             ModelEntry("vanilla RNN", "vanilla", 16, {"tau": 10.0}),
             ModelEntry("LSTM", "lstm", 10, {}),
         ),
-        steps={"quick": 2000, "paper": 20_000},
-        seeds={"quick": 2, "paper": 10},
+        steps=Profiles(smoke=10, quick=2000, paper=20_000),
+        seeds=Profiles(smoke=1, quick=2, paper=10),
         optimizer="adam",
     ),
 }
@@ -107,8 +111,8 @@ DEFAULT_PLAN = TaskPlan(
         ModelEntry("GRU", "gru", None, {}),
         ModelEntry("LSTM", "lstm", None, {}),
     ),
-    steps={"quick": 1000, "paper": 20_000},
-    seeds={"quick": 2, "paper": 10},
+    steps=Profiles(smoke=10, quick=1000, paper=20_000),
+    seeds=Profiles(smoke=1, quick=2, paper=10),
 )
 
 
@@ -123,19 +127,34 @@ def parse_model_entry(text: str) -> ModelEntry:
     n_hidden = None
     options: dict[str, Any] = {}
     if len(bits) > 1 and bits[1]:
-        n_hidden = check_positive_int("n_hidden", int(bits[1]) if bits[1].isdigit() else bits[1])
+        if not bits[1].isdigit():
+            raise ValueError(f"model size {bits[1]!r} in {text!r} must be a positive integer")
+        n_hidden = check_positive_int("n_hidden", int(bits[1]))
     if len(bits) > 2 and bits[2]:
-        for kv in bits[2].split(","):
-            k, _, v = kv.partition("=")
-            options[k] = _literal(v)
+        for kv in _split_options(bits[2]):
+            k, sep, v = kv.partition("=")
+            if not sep or not k:
+                raise ValueError(f"bad model option {kv!r} in {text!r}; expected key=value")
+            options[k] = parse_text(v)
+    options = coerce_options(f"model {name!r}", options, MODELS[name].__init__, skip=_SIZES)
     return ModelEntry(text, name, n_hidden, options)
 
 
-def _literal(v: str) -> Any:
-    try:
-        return json.loads(v)
-    except json.JSONDecodeError:
-        return v
+_SIZES = ("self", "key", "n_in", "n_hidden", "n_out")
+
+
+def _split_options(text: str) -> list[str]:
+    """``a=1,b=[1,2],c=x`` -> ``["a=1", "b=[1,2]", "c=x"]`` (commas inside brackets kept)."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch in "[("
+        depth -= ch in "])"
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [p for p in [*parts, cur] if p]
 
 
 def _stages(entry: ModelEntry, total: int) -> tuple[Stage, ...] | None:
@@ -185,24 +204,41 @@ def run_compare(
     task_options: dict[str, Any] | None = None,
     progress: bool = False,
     figures: bool = True,
+    vmap_seeds: bool | None = None,
     log=print,
 ) -> dict[str, Any]:
-    """Train every model on ``task`` for each seed, then tabulate and plot. Returns the summary."""
+    """Train every model on ``task`` for each seed, then tabulate and plot. Returns the summary.
+
+    ``vmap_seeds``: train the seeds of each model as one vmapped ensemble
+    (:func:`nmrnn.train.fit_ensemble`); ``None`` uses the backend's measured default (sequential
+    on CPU). Either way every seed is an ordinary run directory and an interrupted comparison
+    resumes.
+    """
     check_choice("task", task, TASKS)
-    check_choice("profile", profile, PROFILES)
+    check_profile(profile)
     plan = plan_for(task)
     entries = tuple(models) if models else plan.models
     n_seeds = check_positive_int("seeds", seeds) if seeds is not None else plan.seeds[profile]
     total = check_positive_int("steps", steps) if steps is not None else plan.steps[profile]
-    task_options = dict(task_options or {})
+    task_options = coerce_options(f"task {task!r}", dict(task_options or {}), TASKS[task].__init__)
+    entries = tuple(
+        dataclasses.replace(e, options=coerce_options(f"model {e.model!r}", e.options, MODELS[e.model].__init__, skip=_SIZES))
+        for e in entries
+    )
     task_obj = make_task(task, **task_options)
     sized = resolve_sizes(entries, task_obj.n_in, task_obj.n_out)
     labels = [e.label for e in entries]
     if len(set(labels)) != len(labels):
         raise ValueError(f"model labels must be distinct, got {labels}")
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_run_path(out_dir)
+    with FolderLock(out):
+        return _run_compare_locked(task, task_obj, plan, entries, sized, n_seeds, total, task_options,
+                                   profile, out, progress, figures, vmap_seeds, log)
+
+
+def _run_compare_locked(task, task_obj, plan, entries, sized, n_seeds, total, task_options, profile,
+                        out, progress, figures, vmap_seeds, log):
     per_model: dict[str, Any] = {}
     run_dirs: dict[str, list[Path]] = {}
     for entry, n_hidden, count in sized:
@@ -215,20 +251,20 @@ def run_compare(
             steps_per_call=min(500, total),
             checkpoint_every=max(500, total // 10),
         )
+        specs = [RunSpec(entry.model, n_hidden, task, cfg, seed, dict(entry.options), task_options) for seed in range(n_seeds)]
+        dirs = [out / "runs" / f"{slug(entry.label)}_seed{seed}" for seed in range(n_seeds)]
+        run_dirs[entry.label] = dirs
+        todo = [i for i, (d, sp) in enumerate(zip(dirs, specs, strict=True)) if finished_metrics(d, sp) is None]
+        if len(todo) > 1 and (default_ensemble_vmap() if vmap_seeds is None else vmap_seeds):
+            log(f"  training {entry.label} (N={n_hidden}, {count} params) seeds {todo} as one ensemble ...")
+            train_runs([dirs[i] for i in todo], [specs[i] for i in todo], resume=True, progress=progress, vmap=True)
         seeds_out = []
-        run_dirs[entry.label] = []
-        for seed in range(n_seeds):
-            spec = RunSpec(entry.model, n_hidden, task, cfg, seed, dict(entry.options), task_options)
-            run_dir = out / "runs" / f"{slug(entry.label)}_seed{seed}"
-            run_dirs[entry.label].append(run_dir)
-            metrics = _finished_metrics(run_dir, spec)
-            if metrics is None:
+        for seed, (run_dir, spec) in enumerate(zip(dirs, specs, strict=True)):
+            if seed in todo:
                 log(f"  training {entry.label} (N={n_hidden}, {count} params) seed {seed} ...")
-                train_run(run_dir, spec, resume=True, progress=progress)
-                metrics = json.loads((run_dir / METRICS).read_text())
             else:
                 log(f"  reusing finished run {run_dir}")
-            seeds_out.append(metrics)
+            seeds_out.append(ensure_run(run_dir, spec, progress=progress).metrics)
         per_model[entry.label] = {
             "model": entry.model,
             "n_hidden": n_hidden,
@@ -263,21 +299,11 @@ def run_compare(
         "models": per_model,
     }
     if figures:
-        summary["figures"] = make_figures(task, out, run_dirs, task_obj)
+        summary["figures"] = make_figures(out, run_dirs, task_obj)
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "table.csv", _csv(rows))
     summary["table"] = format_table(rows, n_seeds)
     return summary
-
-
-def _finished_metrics(run_dir: Path, spec: RunSpec) -> dict | None:
-    """Metrics of a completed run with the same spec, else None (the run will be (re)started)."""
-    cfg, met = run_dir / "config.json", run_dir / METRICS
-    if not (cfg.exists() and met.exists()):
-        return None
-    if json.loads(cfg.read_text()) != json.loads(json.dumps(spec.to_dict())):
-        prepare_run_dir(run_dir, spec, resume=True)  # raises with the list of differences
-    return json.loads(met.read_text())
 
 
 def _csv(rows: list[dict]) -> str:
@@ -310,19 +336,14 @@ def format_table(rows: list[dict], n_seeds: int) -> str:
     return "\n".join(lines)
 
 
-def make_figures(task: str, out: Path, run_dirs: dict[str, list[Path]], task_obj) -> list[str]:
-    """Learning curves for every task, plus the task's own figures. Returns the files written."""
+def make_figures(out: Path, run_dirs: dict[str, list[Path]], task_obj) -> list[str]:
+    """Learning curves for every task, plus the task's own figures (``task.figures``) of each
+    model's first seed. Returns the files written, relative to ``out``."""
     from ..plotting import curves
 
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)
     written = [curves.plot_learning_curves(run_dirs, fig_dir / "learning_curves.png")]
-    if task == "mwg":
-        from ..plotting import mwg
-
-        models = {label: load_run(dirs[0])[1] for label, dirs in run_dirs.items()}
-        written.append(mwg.plot_ramps(models, task_obj, fig_dir / "ramps.png"))
-        nm = {label: m for label, m in models.items() if hasattr(m, "gains")}
-        for label, model in nm.items():
-            written.append(mwg.plot_gains(model, task_obj, fig_dir / f"gains_{slug(label)}.png", title=label))
+    models = {label: load_run(dirs[0])[1] for label, dirs in run_dirs.items()}
+    written += list(task_obj.figures(models, fig_dir))
     return [str(Path(w).relative_to(out)) for w in written]

@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from .._validation import seed_key
 from ..analysis import (
     TWO_NEURON_W,
     Branch,
@@ -63,10 +64,32 @@ from ..analysis import (
     two_neuron_jacobian,
     two_neuron_origin_eigenvalues,
 )
+from .profiles import Profiles
 from .registry import check
 
-PROFILES: dict[str, dict[str, Any]] = {
-    "quick": dict(
+PROFILES: Profiles[dict[str, Any]] = Profiles(
+    # Seconds: coarse grids, short runs, small figures (the verdict says nothing at this scale).
+    smoke=dict(
+        n_range=(0.1, 1.0),
+        ds_max=0.1,
+        n_grid=7,
+        sim_dt=0.1,
+        sim_time=400.0,
+        sim_n=(0.3, 0.6, 0.9),
+        fit_offsets=(0.01, 0.02, 0.04),
+        additive_n=0.6,
+        paper_additive_n=1.0,
+        r3_range=(0.0, 1.0),
+        sim_r3=(0.0, 0.2, 0.4),
+        portrait_n=(0.35, 0.6, 0.9),
+        portrait_r3=(0.0, 0.15, 0.35),
+        portrait_resolution=8,
+        stream_density=0.5,
+        portrait_grid=3,
+        dpi=40,
+        n_inits=4,
+    ),
+    quick=dict(
         n_range=(0.1, 1.0),
         ds_max=0.05,
         n_grid=19,
@@ -86,7 +109,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         dpi=80,
         n_inits=12,
     ),
-    "paper": dict(
+    paper=dict(
         n_range=(0.05, 1.5),
         ds_max=0.01,
         n_grid=146,
@@ -106,7 +129,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         dpi=150,
         n_inits=64,
     ),
-}
+)
 
 _TOL = dict(hopf=1e-3, eig=1e-4, origin=1e-5, rest_amplitude=1e-3, cycle_amplitude=0.05,
             exponent=(0.45, 0.55), theory_rel=0.03, period_rel=0.02, centred=0.02, slope=1e-3, operating_point=0.1,
@@ -239,9 +262,10 @@ def _bif_rows(branch: Branch) -> list[dict[str, Any]]:
 
 
 def run(out_dir: Path, profile: str, seed: int) -> dict[str, Any]:
-    """Run the study at ``profile`` (``"quick"`` or ``"paper"``); figures go to ``out_dir/figures``."""
+    """Run the study at ``profile`` (a name of :data:`~nmrnn.experiments.profiles.PROFILE_NAMES`);
+    figures go to ``out_dir/figures``."""
     cfg = PROFILES[profile]
-    key = jr.PRNGKey(seed)
+    key = seed_key(seed)
     k_mult, k_fig = jr.split(key)
     mult = multiplicative_study(cfg, k_mult)
     add = additive_study(cfg)

@@ -1,4 +1,5 @@
-"""Reproductions of the NM-RNN paper's comparisons (Costacurta et al. 2024): R1 (MWG) and R3 (EFT).
+"""Reproductions of the NM-RNN paper's comparisons (Costacurta et al. 2024, paper 001 in
+docs/references.md): R1 (MWG) and R3 (EFT).
 
 Both are parameter-matched comparisons run by :func:`nmrnn.experiments.compare.run_compare`; this
 module adds the paper's claim, the criterion, and the numbers the criterion reads.
@@ -11,8 +12,10 @@ ramp) is the lowest too.
 R3 (EFT, ~500 parameters): "NM-RNNs beat LR-RNNs and vanilla RNNs, close to the LSTM". Criterion:
 the NM-RNN's mean test MSE is below the LR-RNN's and the vanilla RNN's.
 
-The quick profile trains for a tenth of the paper's iterations with fewer seeds, so its verdict can
-differ from the paper's; the summary always states the profile it ran.
+The profile is passed through to :func:`~nmrnn.experiments.compare.run_compare`: ``"smoke"``
+(seconds; exercises every output, decides nothing), ``"quick"`` (a tenth of the paper's iterations
+with fewer seeds, so its verdict can differ from the paper's) or ``"paper"``; the summary always
+states the profile it ran.
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 A reproduction is a :class:`Reproduction`: a name, the result id (R1..R11 of the project's list),
 the paper and section, a one-line description, the paper's claim, and a
-``run(out_dir, profile, seed) -> dict`` function. Profiles: ``"quick"`` (CI scale: seconds to
-minutes) and ``"paper"`` (the published scale: possibly hours).
+``run(out_dir, profile, seed) -> dict`` function. Profiles: the names of
+:data:`~nmrnn.experiments.profiles.PROFILE_NAMES` (``"smoke"``: seconds, exercises every output;
+``"quick"``: minutes; ``"paper"``: the published scale, possibly hours); every reproduction
+declares its settings per profile as a :class:`~nmrnn.experiments.profiles.Profiles`.
 
 What ``run`` returns (the common format; build checks with :func:`check`):
 
@@ -40,9 +42,11 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_choice, check_nonnegative_int
+from .._validation import check_choice, check_seed
+from .profiles import PROFILE_NAMES, check_profile
 
-PROFILES = ("quick", "paper")
+#: The profile names every reproduction accepts (the one profile type, smallest first).
+PROFILES = PROFILE_NAMES
 RunFn = Callable[[Path, str, int], dict]
 
 
@@ -50,7 +54,7 @@ RunFn = Callable[[Path, str, int], dict]
 class Reproduction:
     """One published result and the function that reproduces it (see the module docstring).
 
-    ``runtime``: expected wall time per profile, shown by ``nmrnn reproduce --list``.
+    ``runtime``: expected wall time per profile name, shown by ``nmrnn reproduce --list``.
     """
 
     name: str
@@ -118,6 +122,12 @@ def register(rep: Reproduction) -> Reproduction:
         raise ValueError(f"a reproduction named {rep.name!r} is already registered")
     if not callable(rep.run):
         raise ValueError(f"reproduction {rep.name!r}: run must be callable")
+    unknown = sorted(set(rep.runtime) - set(PROFILE_NAMES))
+    if unknown:
+        raise ValueError(
+            f"reproduction {rep.name!r}: runtime names unknown profile(s) {unknown}; profiles: "
+            f"{', '.join(PROFILE_NAMES)}"
+        )
     REPRODUCTIONS[rep.name] = rep
     return rep
 
@@ -129,13 +139,18 @@ def run_reproduction(name: str, out_dir: str | Path, profile: str = "quick", see
     name or profile or a negative seed, before anything runs.
     """
     check_choice("reproduction", name, REPRODUCTIONS)
-    check_choice("profile", profile, PROFILES)
-    seed = check_nonnegative_int("seed", seed)
+    check_profile(profile)
+    seed = check_seed(seed)
     rep = REPRODUCTIONS[name]
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output path {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    from ..train.guard import FolderLock
+    from ..train.run import check_run_path
+
+    out = check_run_path(out_dir)
+    with FolderLock(out):  # one writer per reproduction folder
+        return _run_locked(rep, out, profile, seed)
+
+
+def _run_locked(rep: Reproduction, out: Path, profile: str, seed: int) -> dict:
     from ..train.checkpoint import atomic_write_json, atomic_write_text
 
     header = {
@@ -296,7 +311,7 @@ register(
             "has the lowest L2 loss on extrapolated intervals and its ramps keep the right slope."
         ),
         run=lazy("nmrnn_paper", "run_mwg"),
-        runtime={"quick": "about 5 min on 2 CPU cores", "paper": "about 2 h on 2 CPU cores"},
+        runtime={"smoke": "about 40 s on 2 CPU cores", "quick": "about 5 min on 2 CPU cores", "paper": "about 2 h on 2 CPU cores"},
     )
 )
 register(
@@ -310,7 +325,7 @@ register(
             "(supplement eq. 16) on trained (15) and extrapolated (7, 23) intervals."
         ),
         run=lazy("nmrnn_theory", "run_rank1"),
-        runtime={"quick": "about 40 s on a CPU", "paper": "about 5 min on a CPU"},
+        runtime={"smoke": "about 15 s on a CPU", "quick": "about 40 s on a CPU", "paper": "about 5 min on a CPU"},
     )
 )
 register(
@@ -321,7 +336,7 @@ register(
         description="Element Finder at ~500 parameters: NM-RNN vs LR-RNN, vanilla RNN and LSTM",
         claim="At about 500 parameters NM-RNNs beat LR-RNNs and vanilla RNNs, close to the LSTM.",
         run=lazy("nmrnn_paper", "run_eft"),
-        runtime={"quick": "about 2 min on 2 CPU cores", "paper": "about 1 h on 2 CPU cores"},
+        runtime={"smoke": "about 35 s on 2 CPU cores", "quick": "about 2 min on 2 CPU cores", "paper": "about 1 h on 2 CPU cores"},
     )
 )
 register(
@@ -335,7 +350,7 @@ register(
             "reproduces its outputs exactly (with a one-step lag)."
         ),
         run=lazy("nmrnn_theory", "run_prop1"),
-        runtime={"quick": "about 30 s on a CPU", "paper": "about 1 min on a CPU"},
+        runtime={"smoke": "about 8 s on a CPU", "quick": "about 30 s on a CPU", "paper": "about 1 min on a CPU"},
     )
 )
 register(
@@ -352,7 +367,7 @@ register(
             "bifurcations it induces occur at non-zero operating points and shift the mean activity."
         ),
         run=lazy("hopf"),
-        runtime={"quick": "about 10-30 s on a CPU", "paper": "about 15-60 s on a CPU"},
+        runtime={"smoke": "about 10 s on a CPU", "quick": "about 10-30 s on a CPU", "paper": "about 15-60 s on a CPU"},
     )
 )
 register(
@@ -369,7 +384,7 @@ register(
             "clamped at its mean over the memory periods."
         ),
         run=lazy("flipflop"),
-        runtime={"quick": "about 1 min on 2 CPU cores", "paper": "about 5 min on 2 CPU cores"},
+        runtime={"smoke": "about 40 s on 2 CPU cores", "quick": "about 1 min on 2 CPU cores", "paper": "about 5 min on 2 CPU cores"},
     )
 )
 

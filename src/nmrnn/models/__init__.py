@@ -17,10 +17,12 @@ from .._validation import check_choice, check_known_options, check_positive_int
 from .base import (
     AbstractRecurrentModel,
     Trajectory,
+    check_trainable,
     group_names,
     param_breakdown,
     param_count,
     parameter_fields,
+    parameter_paths,
     simulate,
     trainable_filter,
 )
@@ -28,6 +30,7 @@ from .enmrnn import ENMRNN, ENMState
 from .gated import GRU, LSTM, HState, LSTMState
 from .leaky import LeakyRNN, LeakyState, LowRankRNN
 from .nmrnn import NMRNN, NMState
+from .semilinear import SemilinearLSTM, SemilinearLSTMState, SemilinearLSTMWeights
 
 #: Registry: command-line / config name -> class.
 MODELS: dict[str, type[AbstractRecurrentModel]] = {
@@ -37,6 +40,7 @@ MODELS: dict[str, type[AbstractRecurrentModel]] = {
     "enmrnn": ENMRNN,
     "gru": GRU,
     "lstm": LSTM,
+    "semilinear_lstm": SemilinearLSTM,
 }
 
 
@@ -75,9 +79,9 @@ def match_size(
     (1086), LSTM 15 (1156). Counts grow monotonically with the size, so a bisection finds it.
     """
     check_positive_int("target", target)
-    lo, hi = 1, check_positive_int("max_hidden", max_hidden)
-    lower = options.get("rank", 1)
-    lo = max(lo, int(lower)) if name in ("lowrank", "nmrnn") else lo
+    hi = check_positive_int("max_hidden", max_hidden)
+    check_choice("model", name, MODELS)
+    lo = max(1, MODELS[name].min_hidden(**options))  # e.g. a low-rank model needs N >= rank
     if count_for(name, n_in=n_in, n_out=n_out, n_hidden=hi, **options) < target:
         raise ValueError(
             f"no {name} with n_hidden <= {max_hidden} reaches {target} parameters; raise max_hidden"
@@ -105,7 +109,11 @@ __all__ = [
     "MODELS",
     "NMRNN",
     "NMState",
+    "SemilinearLSTM",
+    "SemilinearLSTMState",
+    "SemilinearLSTMWeights",
     "Trajectory",
+    "check_trainable",
     "count_for",
     "group_names",
     "make_model",
@@ -114,6 +122,7 @@ __all__ = [
     "param_breakdown",
     "param_count",
     "parameter_fields",
+    "parameter_paths",
     "simulate",
     "trainable_filter",
 ]

@@ -1,28 +1,46 @@
-"""The one interface every recurrent model implements, and the scan that runs any of them.
+"""The one interface every model implements, the compiled forward pass that runs any of them, and
+the parameter mechanism (which leaves train, counting, groups).
 
 Conventions (used everywhere in the library)
 --------------------------------------------
-* A model is an ``equinox.Module``; its trainable parameters are its inexact-array fields, except the
-  names listed in ``buffers`` (fixed masks, sign vectors, positions), which are never trained and not
-  counted as parameters.
+* A model is an ``equinox.Module`` and is treated as a pytree. Its **trainable parameters are every
+  inexact array leaf anywhere in it**, nested modules included (an ``eqx.nn.GRUCell`` inside a
+  model trains like a top-level weight), except the leaves under a field that some module on the
+  leaf's path lists in its ``buffers`` (fixed masks, sign vectors) or ``constants`` (time
+  constants): those are never trained and not counted.
+* **Parameter groups** (for staged training, "retrain only the NM subnetwork") are labels over
+  the pytree: ``param_groups`` maps a group name to dotted paths relative to the module that
+  declares it (``"W_z"``, ``"cell"``, ``"cell.weight_hh"``); a path selects every parameter below
+  it. The groups of a nested model are available from the outside as ``"<field>.<group>"``.
+* A model has **two faces**: ``step(state, u, *, key=None) -> state``, the one-step map
+  ``F(state, u)`` used by recurrent models and by the dynamics analysis, and
+  ``forward(inputs, *, key=None, initial_state=None) -> Trajectory``, the whole-sequence pass.
+  ``forward`` defaults to scanning ``step``; models that are not one-step maps (a causal
+  Transformer, a convolutional state-space model) override it and need no ``step``.
+  :func:`simulate` is the compiled entry point to ``forward``: one compilation per input shape.
 * ``state`` is a ``NamedTuple`` of arrays, one field per state variable (``x``, ``z``, ``h``, ``c``,
   ``r``, ``n`` ...). Every field has shape ``(*batch, size)``: one time step of one trial is the
   unbatched case ``batch = ()``; a batch of trials is ``batch = (B,)``. Models are written with
   batched matrix products (``x @ W.T``), which measure faster than ``vmap`` over trials, and the
-  same code serves the unbatched case used by fixed-point analysis.
-* ``step(state, u, key=None) -> state`` is the one-step map ``F(state, u)``. ``key`` feeds the
-  model's own noise (recurrent noise); without a key the step is deterministic.
+  same code serves the unbatched case used by fixed-point analysis. Fields are addressed by name
+  (:meth:`AbstractRecurrentModel.make_state`, :meth:`~AbstractRecurrentModel.replace_state`).
+* Keys are keyword-only everywhere; ``key`` feeds the model's own noise (recurrent noise), and
+  without a key the step is deterministic.
 * ``readout(state) -> y`` maps a state (any leading dims) to the output.
 * Batch arrays are **batch-major**: inputs ``(B, T, P)``, outputs ``(B, T, O)``; an unbatched
   sequence is ``(T, P)``. Time is measured in steps of ``dt``.
 * ``materialize()`` returns an equivalent model whose derived weights (Dale-signed matrices,
-  QR-orthonormalised factors) are computed once. :func:`simulate` calls it before the scan, so the
+  QR-orthonormalised factors) are computed once. ``forward`` calls it before the scan, so the
   per-step work is only the recurrence; calling ``step`` on the raw model gives the same numbers.
+* **Initial state.** Every model built by the library takes ``init_value`` (the value of every
+  state variable before the first input; 0 by default, the NM-RNN reference code uses 0.1) and
+  ``learn_init`` (train the initial state as a parameter, group ``"initial_state"``).
 """
 
 from __future__ import annotations
 
-import abc
+import copy
+import dataclasses
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
@@ -35,38 +53,73 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 State = Any  # a NamedTuple of arrays; each model defines its own
 
+#: The group that holds a learned initial state (``learn_init=True``).
+INITIAL_STATE_GROUP = "initial_state"
+
 
 class AbstractRecurrentModel(eqx.Module):
-    """Base class of all recurrent models (see the module docstring for the conventions).
+    """Base class of all models (see the module docstring for the conventions).
 
-    Subclasses define ``n_in``, ``n_out`` (static ints), ``dt``, and implement
-    :meth:`initial_state`, :meth:`step` and :meth:`readout`. They may override :meth:`materialize`
-    and declare ``param_groups`` (named subsets of parameter fields used for staged training) and
-    ``buffers`` (array fields that are not parameters).
+    Subclasses define ``n_in``, ``n_out`` (static ints) and ``dt``, and implement
+    :meth:`initial_state`, :meth:`step` and :meth:`readout` (recurrent models), or override
+    :meth:`forward` (sequence models). They may override :meth:`materialize`, declare
+    ``param_groups`` and ``buffers``, and fill the hooks experiments use (``modulatory_fields``,
+    :meth:`modulation`, :meth:`min_hidden`).
     """
 
     n_in: eqx.AbstractVar[int]
     n_out: eqx.AbstractVar[int]
     dt: eqx.AbstractVar[float]
+    #: Learned initial state (a state NamedTuple of ``(size,)`` arrays) or ``None``.
+    state0: Any = None
+    #: Value of every state variable before the first input when ``state0`` is ``None``.
+    init_value: float = eqx.field(static=True, default=0.0)
 
-    #: Named groups of parameter fields, for staged training ("train only the NM subnetwork").
+    #: Named groups of parameter paths, for staged training ("train only the NM subnetwork").
     param_groups: ClassVar[dict[str, tuple[str, ...]]] = {}
-    #: Array fields that are fixed (masks, signs): excluded from training and from counts.
+    #: Fixed arrays that ``materialize`` folds into derived weights (masks, Dale signs): never
+    #: trained or counted.
     buffers: ClassVar[tuple[str, ...]] = ()
+    #: Constant arrays the dynamics read directly (time constants): never trained or counted;
+    #: kept as data so that changing them does not recompile.
+    constants: ClassVar[tuple[str, ...]] = ()
     #: Names of the state fields (the NamedTuple's fields), for analysis code.
     state_fields: ClassVar[tuple[str, ...]] = ()
+    #: State fields that carry neuromodulation (NM-RNN: ``("z",)``; e-nmRNN: ``("n",)``).
+    modulatory_fields: ClassVar[tuple[str, ...]] = ()
 
-    @abc.abstractmethod
+    # -- the recurrent face --------------------------------------------------------------------
     def initial_state(self, batch_shape: tuple[int, ...] = ()) -> State:
-        """The state at t = -1 (before the first input), broadcast to ``batch_shape``."""
+        """The state at t = -1 (before the first input), broadcast to ``batch_shape``.
 
-    @abc.abstractmethod
-    def step(self, state: State, u: Float[Array, "*batch n_in"], key: PRNGKeyArray | None = None) -> State:
+        Default: the learned ``state0`` if the model has one, else every field filled with
+        ``init_value``; the sizes come from :meth:`state_sizes`.
+        """
+        sizes = self.state_sizes()
+        if self.state0 is not None:
+            return jax.tree.map(lambda a: jnp.broadcast_to(a, (*batch_shape, *a.shape)), self.state0)
+        return self.state_type(
+            *(jnp.full((*batch_shape, sizes[f]), self.init_value, jnp.result_type(float)) for f in self.state_fields)
+        )
+
+    def state_sizes(self) -> dict[str, int]:
+        """``{field: size}`` of the state (recurrent models override this or initial_state)."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare its state sizes")
+
+    @property
+    def state_type(self) -> type:
+        """The state NamedTuple class."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare its state type")
+
+    def step(self, state: State, u: Float[Array, "*batch n_in"], *, key: PRNGKeyArray | None = None) -> State:
         """One step of the dynamics, ``state_t = F(state_{t-1}, u_t)``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} is a sequence model without a one-step map; use simulate()"
+        )
 
-    @abc.abstractmethod
     def readout(self, state: State) -> Float[Array, "*batch n_out"]:
         """Output ``y_t`` from ``state_t``."""
+        raise NotImplementedError(f"{type(self).__name__} has no state readout")
 
     def materialize(self) -> AbstractRecurrentModel:
         """An equivalent model with derived weights precomputed (default: the model itself)."""
@@ -81,6 +134,69 @@ class AbstractRecurrentModel(eqx.Module):
         """
         new = self.step(state, u)
         return jax.tree.map(lambda a, b: (a - b) / self.dt, new, state)
+
+    # -- the sequence face ---------------------------------------------------------------------
+    def forward(
+        self,
+        inputs: Float[Array, "*batch T n_in"],
+        *,
+        key: PRNGKeyArray | None = None,
+        initial_state: State | None = None,
+    ) -> Trajectory:
+        """The whole-sequence pass: outputs and every state variable at every step.
+
+        Default: :meth:`materialize`, then a ``lax.scan`` of :meth:`step` over time (time-major
+        inside, batch-major in and out). Sequence models override this. Not compiled by itself;
+        :func:`simulate` is the compiled entry point.
+        """
+        batch_shape = inputs.shape[:-2]
+        n_steps = inputs.shape[-2]
+        core = self.materialize()
+        if initial_state is None:
+            initial_state = core.initial_state(batch_shape)
+        xs = jnp.moveaxis(inputs, -2, 0)  # time-major for the scan
+        keys = None if key is None else jr.split(key, n_steps)
+
+        def body(state, scanned):
+            u, k = scanned
+            new = core.step(state, u, key=k)
+            return new, new
+
+        _, states = jax.lax.scan(body, initial_state, (xs, keys))
+        outputs = core.readout(states)
+        to_batch_major = lambda a: jnp.moveaxis(a, 0, -2)  # noqa: E731
+        return Trajectory(to_batch_major(outputs), jax.tree.map(to_batch_major, states))
+
+    # -- hooks for experiments -----------------------------------------------------------------
+    def make_state(self, batch_shape: tuple[int, ...] = (), **fields: Any) -> State:
+        """The initial state with the named ``fields`` replaced (values broadcast to the batch)."""
+        state = self.initial_state(batch_shape)
+        return self.replace_state(state, **fields)
+
+    def replace_state(self, state: State, **fields: Any) -> State:
+        """``state`` with the named fields replaced; unknown names are refused."""
+        names = tuple(state._fields)
+        bad = sorted(set(fields) - set(names))
+        if bad:
+            raise ValueError(
+                f"{type(self).__name__} has no state field(s) {', '.join(bad)}; its fields: "
+                f"{', '.join(names)}"
+            )
+        new = {}
+        for name, value in fields.items():
+            ref = getattr(state, name)
+            new[name] = jnp.broadcast_to(jnp.asarray(value, ref.dtype), ref.shape)
+        return state._replace(**new)
+
+    def modulation(self, states: State) -> Array | None:
+        """The neuromodulatory signal at every step of ``states`` (NM-RNN: its gains ``s``;
+        e-nmRNN: the concentrations ``n``), or ``None`` for a model without one."""
+        return None
+
+    @classmethod
+    def min_hidden(cls, **options: Any) -> int:
+        """The smallest hidden size that the model takes with ``options`` (default 1)."""
+        return 1
 
 
 class Trajectory(NamedTuple):
@@ -108,6 +224,11 @@ def check_inputs(model: AbstractRecurrentModel, inputs: Array) -> None:
         )
 
 
+@eqx.filter_jit
+def _compiled_forward(model, inputs, key, initial_state):
+    return model.forward(inputs, key=key, initial_state=initial_state)
+
+
 def simulate(
     model: AbstractRecurrentModel,
     inputs: Float[Array, "*batch T n_in"],
@@ -117,6 +238,10 @@ def simulate(
 ) -> Trajectory:
     """Run ``model`` over an input sequence and return outputs and every state variable.
 
+    Compiled: the first call for a given model structure and input shape compiles, later calls
+    (other weights, other inputs of the same shape) reuse the compiled program. Inside a traced
+    function it is inlined like any jitted function.
+
     Args:
         model: any :class:`AbstractRecurrentModel`.
         inputs: ``(T, n_in)`` or ``(B, T, n_in)``, batch-major.
@@ -124,24 +249,22 @@ def simulate(
         initial_state: state before the first input; defaults to ``model.initial_state``.
     """
     check_inputs(model, inputs)
-    inputs = jnp.asarray(inputs)
-    batch_shape = inputs.shape[:-2]
-    n_steps = inputs.shape[-2]
-    core = model.materialize()
-    if initial_state is None:
-        initial_state = core.initial_state(batch_shape)
-    xs = jnp.moveaxis(inputs, -2, 0)  # time-major for the scan
-    keys = None if key is None else jr.split(key, n_steps)
+    return _compiled_forward(model, jnp.asarray(inputs), key, initial_state)
 
-    def body(state, scanned):
-        u, k = scanned
-        new = core.step(state, u, k)
-        return new, new
 
-    _, states = jax.lax.scan(body, initial_state, (xs, keys))
-    outputs = core.readout(states)
-    to_batch_major = lambda a: jnp.moveaxis(a, 0, -2)  # noqa: E731
-    return Trajectory(to_batch_major(outputs), jax.tree.map(to_batch_major, states))
+def time_constant(tau) -> Array:
+    """A time constant as a scalar array. Models list their time constants in ``constants``
+    (constants, never trained): as data rather than static fields, changing one between runs does
+    not recompile and an ensemble can vary it across members."""
+    return jnp.asarray(float(tau), jnp.result_type(float))
+
+
+def initial_state_parameter(state_type: type, sizes: dict[str, int], init_value: float, learn: bool):
+    """The ``state0`` field of a model: ``None``, or (``learn=True``) a state of ``(size,)`` arrays
+    filled with ``init_value`` that trains with the model (group ``"initial_state"``)."""
+    if not learn:
+        return None
+    return state_type(*(jnp.full((sizes[f],), float(init_value), jnp.result_type(float)) for f in state_type._fields))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -149,16 +272,16 @@ def simulate(
 # ----------------------------------------------------------------------------------------------
 
 
-def _parameter_fields(model: AbstractRecurrentModel) -> list[str]:
-    import dataclasses
-
-    names = []
-    for f in dataclasses.fields(model):
-        if f.metadata.get("static", False) or f.name in model.buffers:
-            continue
-        if _is_inexact(getattr(model, f.name)):
-            names.append(f.name)
-    return names
+def _key_name(k) -> str:
+    if isinstance(k, jax.tree_util.GetAttrKey):
+        return k.name
+    if isinstance(k, jax.tree_util.SequenceKey):
+        return str(k.idx)
+    if isinstance(k, jax.tree_util.DictKey):
+        return str(k.key)
+    if isinstance(k, jax.tree_util.FlattenedIndexKey):
+        return str(k.key)
+    return str(k)
 
 
 def _is_inexact(value) -> bool:
@@ -168,55 +291,148 @@ def _is_inexact(value) -> bool:
     return eqx.is_inexact_array(value)
 
 
-def _size(value) -> int:
-    return int(np.prod(value.shape))
+def _child(node, k):
+    if isinstance(k, jax.tree_util.GetAttrKey):
+        return getattr(node, k.name)
+    if isinstance(k, jax.tree_util.SequenceKey):
+        return node[k.idx]
+    if isinstance(k, jax.tree_util.DictKey):
+        return node[k.key]
+    return None
 
 
-def parameter_fields(model: AbstractRecurrentModel) -> tuple[str, ...]:
-    """Names of the model's trainable array fields (all inexact arrays minus buffers)."""
-    return tuple(_parameter_fields(model))
+def _leaf_table(model) -> list[tuple[str, bool, Any]]:
+    """``(dotted path, trainable, leaf)`` for every leaf of ``model`` in flattening order."""
+    rows = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(model)[0]:
+        constant = False
+        node = model
+        for k in path:
+            if isinstance(node, eqx.Module) and isinstance(k, jax.tree_util.GetAttrKey):
+                kind = type(node)
+                if k.name in getattr(kind, "buffers", ()) or k.name in getattr(kind, "constants", ()):
+                    constant = True
+                    break
+            node = _child(node, k)
+            if node is None:
+                break
+        rows.append((".".join(_key_name(k) for k in path), (not constant) and _is_inexact(leaf), leaf))
+    return rows
+
+
+def _declared_groups(model) -> dict[str, tuple[str, ...]]:
+    """Every group of ``model`` as absolute dotted paths: its own ``param_groups``, the
+    ``"initial_state"`` group, and the groups of nested modules as ``"<path>.<group>"``."""
+    groups: dict[str, tuple[str, ...]] = {}
+
+    def visit(node, prefix: str):
+        if isinstance(node, eqx.Module):
+            own = dict(getattr(type(node), "param_groups", {}))
+            if isinstance(node, AbstractRecurrentModel) and node.state0 is not None:
+                own.setdefault(INITIAL_STATE_GROUP, ("state0",))
+            for name, paths in own.items():
+                full = f"{prefix}{name}"
+                groups[full] = tuple(groups.get(full, ())) + tuple(f"{prefix}{p}" for p in paths)
+            children = [
+                (f.name, getattr(node, f.name))
+                for f in dataclasses.fields(node)
+                if not f.metadata.get("static", False)
+            ]
+        elif isinstance(node, list | tuple):
+            children = [(str(i), v) for i, v in enumerate(node)]
+        elif isinstance(node, dict):
+            children = [(str(k), v) for k, v in node.items()]
+        else:
+            return
+        for name, value in children:
+            if isinstance(value, eqx.Module | list | tuple | dict):
+                visit(value, f"{prefix}{name}.")
+
+    visit(model, "")
+    return groups
 
 
 def group_names(model: AbstractRecurrentModel) -> tuple[str, ...]:
-    """Valid group names for :func:`trainable_filter`: ``"all"`` plus the model's own groups."""
-    return ("all", *model.param_groups)
+    """Valid group names for :func:`trainable_filter`: ``"all"`` plus the model's own groups
+    (nested modules' groups as ``"<field>.<group>"``)."""
+    return ("all", *_declared_groups(model))
+
+
+def _under(path: str, prefixes: tuple[str, ...]) -> bool:
+    return any(path == p or path.startswith(p + ".") for p in prefixes)
 
 
 def trainable_filter(model: AbstractRecurrentModel, group: str = "all") -> Any:
     """A filter-spec pytree (``True`` on the trainable leaves of ``group``) for ``eqx.partition``.
 
-    ``group`` is ``"all"`` or one of ``model.param_groups``; fields that are ``None`` in this
-    instance (an option switched off) are skipped.
+    ``group`` is ``"all"`` or one of :func:`group_names`; paths of a group that are ``None`` in
+    this instance (an option switched off) select nothing.
     """
-    valid = group_names(model)
-    if group not in valid:
+    groups = _declared_groups(model)
+    if group != "all" and group not in groups:
         raise ValueError(
             f"unknown parameter group {group!r} for {type(model).__name__}; valid groups: "
-            f"{', '.join(valid)}"
+            f"{', '.join(group_names(model))}"
         )
-    params = set(_parameter_fields(model))
-    fields = params if group == "all" else params & set(model.param_groups[group])
-    spec = jax.tree.map(lambda _: False, model)
-    chosen = sorted(fields)
-    if not chosen:
-        return spec
-    return eqx.tree_at(
-        lambda m: [getattr(m, f) for f in chosen], spec, replace=[True] * len(chosen)
-    )
+    rows = _leaf_table(model)
+    chosen = [
+        trainable and (group == "all" or _under(path, groups[group]))
+        for path, trainable, _ in rows
+    ]
+    treedef = jax.tree.structure(model)
+    return jax.tree.unflatten(treedef, chosen)
+
+
+def parameter_paths(model: AbstractRecurrentModel, group: str = "all") -> tuple[str, ...]:
+    """Dotted paths of the trainable leaves (of ``group``), e.g. ``("W", "B", "cell.weight_hh")``."""
+    spec = jax.tree.leaves(trainable_filter(model, group))
+    return tuple(path for (path, _, _), on in zip(_leaf_table(model), spec, strict=True) if on)
+
+
+def parameter_fields(model: AbstractRecurrentModel) -> tuple[str, ...]:
+    """Names of the top-level fields that hold trainable leaves."""
+    out: list[str] = []
+    for path in parameter_paths(model):
+        head = path.split(".")[0]
+        if head not in out:
+            out.append(head)
+    return tuple(out)
+
+
+def _size(value) -> int:
+    return int(np.prod(value.shape))
 
 
 def param_count(model: AbstractRecurrentModel, group: str = "all") -> int:
     """Exact number of trainable scalars (in ``group``)."""
-    spec = trainable_filter(model, group)
-    leaves = jax.tree.leaves(eqx.filter(model, spec))
-    return int(sum(_size(x) for x in leaves))
+    spec = jax.tree.leaves(trainable_filter(model, group))
+    return int(sum(_size(leaf) for (_, _, leaf), on in zip(_leaf_table(model), spec, strict=True) if on))
 
 
 def param_breakdown(model: AbstractRecurrentModel) -> dict[str, int]:
-    """Trainable scalar count per field name."""
-    return {f: _size(getattr(model, f)) for f in _parameter_fields(model)}
+    """Trainable scalar count per dotted leaf path (top-level field names for flat models)."""
+    return {path: _size(leaf) for path, trainable, leaf in _leaf_table(model) if trainable}
 
 
+def check_trainable(model: AbstractRecurrentModel, group: str = "all", what: str = "") -> int:
+    """The number of trainable scalars of ``group``; ``ValueError`` if there are none."""
+    n = param_count(model, group)
+    if n == 0:
+        where = f" ({what})" if what else ""
+        if group == "all":
+            raise ValueError(
+                f"{type(model).__name__} has no trainable parameters{where}: no inexact array leaf "
+                "outside its constants (buffers)"
+            )
+        raise ValueError(
+            f"parameter group {group!r} of {type(model).__name__} has no trainable parameters"
+            f"{where}; groups with parameters: "
+            + ", ".join(g for g in group_names(model) if param_count(model, g) > 0)
+        )
+    return n
+
+
+# ----------------------------------------------------------------------------------------------
 # ----------------------------------------------------------------------------------------------
 # small shared helpers for the leaky (Euler-discretised) model family
 # ----------------------------------------------------------------------------------------------
@@ -281,8 +497,6 @@ def replace_fields(module: eqx.Module, **changes: Any) -> eqx.Module:
     Used by ``materialize`` to swap a parameter for its derived value and switch the option off
     that derived it, without re-running the constructor.
     """
-    import copy
-
     new = copy.copy(module)
     for name, value in changes.items():
         object.__setattr__(new, name, value)

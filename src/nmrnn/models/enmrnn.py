@@ -41,7 +41,13 @@ from .._validation import (
     check_time_constants,
 )
 from ..activations import ACTIVATIONS, get_activation
-from .base import AbstractRecurrentModel, normal_init, replace_fields, zeros_state
+from .base import (
+    AbstractRecurrentModel,
+    initial_state_parameter,
+    normal_init,
+    replace_fields,
+    time_constant,
+)
 
 NEURON_ACTIVATIONS = tuple(ACTIVATIONS)
 
@@ -78,8 +84,8 @@ class ENMRNN(AbstractRecurrentModel):
     n_nm: int = eqx.field(static=True)
     n_out: int = eqx.field(static=True)
     t_rank: int | None = eqx.field(static=True)
-    tau_r: float = eqx.field(static=True)
-    tau_n: float = eqx.field(static=True)
+    tau_r: Float[Array, ""]
+    tau_n: Float[Array, ""]
     dt: float = eqx.field(static=True)
     activation: str = eqx.field(static=True)
     nm_activation: str = eqx.field(static=True)
@@ -91,7 +97,9 @@ class ENMRNN(AbstractRecurrentModel):
         "readout": ("D", "d"),
     }
     buffers: ClassVar[tuple[str, ...]] = ("sign", "release_mask")
+    constants: ClassVar[tuple[str, ...]] = ("tau_r", "tau_n")
     state_fields: ClassVar[tuple[str, ...]] = ("r", "n")
+    modulatory_fields: ClassVar[tuple[str, ...]] = ("n",)
 
     def __init__(
         self,
@@ -111,6 +119,8 @@ class ENMRNN(AbstractRecurrentModel):
         exc_fraction: float = 0.8,
         cell_types: bool = False,
         gain: float = 1.0,
+        init_value: float = 0.0,
+        learn_init: bool = False,
         key: PRNGKeyArray,
     ):
         check_positive_int("n_in", n_in)
@@ -127,7 +137,9 @@ class ENMRNN(AbstractRecurrentModel):
         N, M, P, O = int(n_hidden), int(n_nm), int(n_in), int(n_out)
         self.n_in, self.n_hidden, self.n_nm, self.n_out = P, N, M, O
         self.t_rank = None if t_rank is None else int(t_rank)
-        self.tau_r, self.tau_n, self.dt = float(tau_r), float(tau_n), float(dt)
+        self.tau_r, self.tau_n, self.dt = time_constant(tau_r), time_constant(tau_n), float(dt)
+        self.init_value = float(init_value)
+        self.state0 = initial_state_parameter(ENMState, {"r": N, "n": M}, init_value, learn_init)
         self.activation, self.nm_activation, self.sigma_rec = activation, nm_activation, float(sigma_rec)
 
         k = jr.split(key, 8)
@@ -195,7 +207,7 @@ class ENMRNN(AbstractRecurrentModel):
     def materialize(self):
         return replace_fields(self, W=self.effective_W(), sign=None, R=self.effective_R(), release_mask=None)
 
-    def modulation(self, r: Array, n: Array) -> Array:
+    def modulatory_drive(self, r: Array, n: Array) -> Array:
         """``sum_k n_k T_k r`` for batched ``r (*batch, N)`` and ``n (*batch, M)``."""
         if self.T is not None:
             N, M = self.n_hidden, self.n_nm
@@ -207,12 +219,20 @@ class ENMRNN(AbstractRecurrentModel):
         return jnp.einsum("...k,...kq,kiq->...i", n, proj, self.T_left)
 
     # -- interface ---------------------------------------------------------------------------
-    def initial_state(self, batch_shape=()):
-        return ENMState(zeros_state(batch_shape, self.n_hidden), zeros_state(batch_shape, self.n_nm))
+    def state_sizes(self):
+        return {"r": self.n_hidden, "n": self.n_nm}
 
-    def step(self, state, u, key=None):
+    @property
+    def state_type(self):
+        return ENMState
+
+    def modulation(self, states):
+        """The neuromodulator concentrations ``n`` at every step, ``(*batch, T, M)``."""
+        return states.n
+
+    def step(self, state, u, *, key=None):
         r, n = state
-        pre = r @ self.effective_W().T + self.modulation(r, n) + u @ self.U.T + self.b
+        pre = r @ self.effective_W().T + self.modulatory_drive(r, n) + u @ self.U.T + self.b
         phi_n = get_activation(self.nm_activation)
         ar, an = self.dt / self.tau_r, self.dt / self.tau_n
         r_new = r + ar * (-r + self.phi(pre))

@@ -33,7 +33,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._validation import check_positive_int
-from .base import AbstractRecurrentModel, zeros_state
+from .base import AbstractRecurrentModel, initial_state_parameter
 
 
 class HState(NamedTuple):
@@ -69,11 +69,24 @@ class LSTM(AbstractRecurrentModel):
     }
     state_fields: ClassVar[tuple[str, ...]] = ("h", "c")
 
-    def __init__(self, n_in: int, n_hidden: int, n_out: int, *, key: PRNGKeyArray):
+    def __init__(
+        self,
+        n_in: int,
+        n_hidden: int,
+        n_out: int,
+        *,
+        init_value: float = 0.0,
+        learn_init: bool = False,
+        key: PRNGKeyArray,
+    ):
         check_positive_int("n_in", n_in)
         check_positive_int("n_hidden", n_hidden)
         check_positive_int("n_out", n_out)
         self.n_in, self.n_hidden, self.n_out, self.dt = int(n_in), int(n_hidden), int(n_out), 1.0
+        self.init_value = float(init_value)
+        self.state0 = initial_state_parameter(
+            LSTMState, {"h": n_hidden, "c": n_hidden}, init_value, learn_init
+        )
         k = jr.split(key, 4)
         bound = 1.0 / np.sqrt(n_hidden)
         self.W_ih = _uniform(k[0], (4 * n_hidden, n_in), bound)
@@ -82,10 +95,14 @@ class LSTM(AbstractRecurrentModel):
         self.C = _uniform(k[3], (n_out, n_hidden), bound)
         self.d = jnp.zeros(n_out)
 
-    def initial_state(self, batch_shape=()):
-        return LSTMState(zeros_state(batch_shape, self.n_hidden), zeros_state(batch_shape, self.n_hidden))
+    def state_sizes(self):
+        return {"h": self.n_hidden, "c": self.n_hidden}
 
-    def step(self, state, u, key=None):
+    @property
+    def state_type(self):
+        return LSTMState
+
+    def step(self, state, u, *, key=None):
         gates = u @ self.W_ih.T + state.h @ self.W_hh.T + self.b
         i, f, g, o = jnp.split(gates, 4, axis=-1)
         c = jax.nn.sigmoid(f) * state.c + jax.nn.sigmoid(i) * jnp.tanh(g)
@@ -130,11 +147,22 @@ class GRU(AbstractRecurrentModel):
     }
     state_fields: ClassVar[tuple[str, ...]] = ("h",)
 
-    def __init__(self, n_in: int, n_hidden: int, n_out: int, *, key: PRNGKeyArray):
+    def __init__(
+        self,
+        n_in: int,
+        n_hidden: int,
+        n_out: int,
+        *,
+        init_value: float = 0.0,
+        learn_init: bool = False,
+        key: PRNGKeyArray,
+    ):
         check_positive_int("n_in", n_in)
         check_positive_int("n_hidden", n_hidden)
         check_positive_int("n_out", n_out)
         self.n_in, self.n_hidden, self.n_out, self.dt = int(n_in), int(n_hidden), int(n_out), 1.0
+        self.init_value = float(init_value)
+        self.state0 = initial_state_parameter(HState, {"h": n_hidden}, init_value, learn_init)
         k = jr.split(key, 5)
         bound = 1.0 / np.sqrt(n_hidden)
         self.W_ih = _uniform(k[0], (3 * n_hidden, n_in), bound)
@@ -144,10 +172,14 @@ class GRU(AbstractRecurrentModel):
         self.C = _uniform(k[4], (n_out, n_hidden), bound)
         self.d = jnp.zeros(n_out)
 
-    def initial_state(self, batch_shape=()):
-        return HState(zeros_state(batch_shape, self.n_hidden))
+    def state_sizes(self):
+        return {"h": self.n_hidden}
 
-    def step(self, state, u, key=None):
+    @property
+    def state_type(self):
+        return HState
+
+    def step(self, state, u, *, key=None):
         n_h = self.n_hidden
         gi = u @ self.W_ih.T + self.b
         gh = state.h @ self.W_hh.T

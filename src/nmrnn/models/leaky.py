@@ -30,12 +30,13 @@ from .._validation import (
 from ..activations import ACTIVATIONS, get_activation
 from .base import (
     AbstractRecurrentModel,
+    initial_state_parameter,
     leaky_update,
     narrow_matmul,
     normal_init,
     orthonormal_columns,
     replace_fields,
-    zeros_state,
+    time_constant,
 )
 
 READOUTS = ("state", "rate")
@@ -80,7 +81,7 @@ class LeakyRNN(AbstractRecurrentModel):
     n_in: int = eqx.field(static=True)
     n_hidden: int = eqx.field(static=True)
     n_out: int = eqx.field(static=True)
-    tau: float = eqx.field(static=True)
+    tau: Float[Array, ""]
     dt: float = eqx.field(static=True)
     activation: str = eqx.field(static=True)
     sigma_rec: float = eqx.field(static=True)
@@ -92,6 +93,7 @@ class LeakyRNN(AbstractRecurrentModel):
         "readout": ("C", "d"),
     }
     buffers: ClassVar[tuple[str, ...]] = ("sign", "mask")
+    constants: ClassVar[tuple[str, ...]] = ("tau",)
     state_fields: ClassVar[tuple[str, ...]] = ("x",)
 
     def __init__(
@@ -110,6 +112,8 @@ class LeakyRNN(AbstractRecurrentModel):
         mask=None,
         readout_from: str = "state",
         gain: float = 1.0,
+        init_value: float = 0.0,
+        learn_init: bool = False,
         key: PRNGKeyArray,
     ):
         _check_common(n_in, n_hidden, n_out, tau, dt, activation, sigma_rec, readout_from)
@@ -121,7 +125,9 @@ class LeakyRNN(AbstractRecurrentModel):
             )
         kW, kB, kC = jr.split(key, 3)
         self.n_in, self.n_hidden, self.n_out = int(n_in), int(n_hidden), int(n_out)
-        self.tau, self.dt = float(tau), float(dt)
+        self.tau, self.dt = time_constant(tau), float(dt)
+        self.init_value = float(init_value)
+        self.state0 = initial_state_parameter(LeakyState, {"x": n_hidden}, init_value, learn_init)
         self.activation, self.sigma_rec, self.readout_from = activation, float(sigma_rec), readout_from
         W = normal_init(kW, (n_hidden, n_hidden), gain / np.sqrt(n_hidden))
         if dale:
@@ -150,10 +156,14 @@ class LeakyRNN(AbstractRecurrentModel):
     def materialize(self):
         return replace_fields(self, W=self.effective_W(), sign=None, mask=None)
 
-    def initial_state(self, batch_shape=()):
-        return LeakyState(zeros_state(batch_shape, self.n_hidden))
+    def state_sizes(self):
+        return {"x": self.n_hidden}
 
-    def step(self, state, u, key=None):
+    @property
+    def state_type(self):
+        return LeakyState
+
+    def step(self, state, u, *, key=None):
         phi = get_activation(self.activation)
         W = self.effective_W()
         drive = phi(state.x) @ W.T + u @ self.B.T
@@ -183,7 +193,7 @@ class LowRankRNN(AbstractRecurrentModel):
     n_hidden: int = eqx.field(static=True)
     rank: int = eqx.field(static=True)
     n_out: int = eqx.field(static=True)
-    tau: float = eqx.field(static=True)
+    tau: Float[Array, ""]
     dt: float = eqx.field(static=True)
     activation: str = eqx.field(static=True)
     sigma_rec: float = eqx.field(static=True)
@@ -197,6 +207,7 @@ class LowRankRNN(AbstractRecurrentModel):
         "input": ("B",),
         "readout": ("C", "d"),
     }
+    constants: ClassVar[tuple[str, ...]] = ("tau",)
     state_fields: ClassVar[tuple[str, ...]] = ("x",)
 
     def __init__(
@@ -214,6 +225,8 @@ class LowRankRNN(AbstractRecurrentModel):
         scale_by_n: bool = True,
         orthonormalize: bool = False,
         readout_from: str = "state",
+        init_value: float = 0.0,
+        learn_init: bool = False,
         key: PRNGKeyArray,
     ):
         _check_common(n_in, n_hidden, n_out, tau, dt, activation, sigma_rec, readout_from)
@@ -222,7 +235,9 @@ class LowRankRNN(AbstractRecurrentModel):
             raise ValueError(f"rank={rank} must not exceed n_hidden={n_hidden}")
         kL, kR, kB, kC = jr.split(key, 4)
         self.n_in, self.n_hidden, self.n_out, self.rank = int(n_in), int(n_hidden), int(n_out), int(rank)
-        self.tau, self.dt = float(tau), float(dt)
+        self.tau, self.dt = time_constant(tau), float(dt)
+        self.init_value = float(init_value)
+        self.state0 = initial_state_parameter(LeakyState, {"x": n_hidden}, init_value, learn_init)
         self.activation, self.sigma_rec = activation, float(sigma_rec)
         self.scale_by_n, self.orthonormalize, self.readout_from = bool(scale_by_n), bool(orthonormalize), readout_from
         # N(0, 1) factors with the 1/N scaling, as in the NM-RNN reference initialisation.
@@ -245,10 +260,18 @@ class LowRankRNN(AbstractRecurrentModel):
     def materialize(self):
         return replace_fields(self, L=self.effective_L(), orthonormalize=False)
 
-    def initial_state(self, batch_shape=()):
-        return LeakyState(zeros_state(batch_shape, self.n_hidden))
+    def state_sizes(self):
+        return {"x": self.n_hidden}
 
-    def step(self, state, u, key=None):
+    @property
+    def state_type(self):
+        return LeakyState
+
+    @classmethod
+    def min_hidden(cls, *, rank: int = 3, **options):
+        return int(rank)
+
+    def step(self, state, u, *, key=None):
         phi = get_activation(self.activation)
         proj = narrow_matmul(phi(state.x), self.R)
         if self.scale_by_n:

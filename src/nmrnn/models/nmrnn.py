@@ -42,12 +42,13 @@ from .._validation import (
 from ..activations import ACTIVATIONS, get_activation
 from .base import (
     AbstractRecurrentModel,
+    initial_state_parameter,
     leaky_update,
     narrow_matmul,
     normal_init,
     orthonormal_columns,
     replace_fields,
-    zeros_state,
+    time_constant,
 )
 
 
@@ -96,8 +97,8 @@ class NMRNN(AbstractRecurrentModel):
     n_nm: int = eqx.field(static=True)
     rank: int = eqx.field(static=True)
     n_out: int = eqx.field(static=True)
-    tau_x: float = eqx.field(static=True)
-    tau_z: float = eqx.field(static=True)
+    tau_x: Float[Array, ""]
+    tau_z: Float[Array, ""]
     dt: float = eqx.field(static=True)
     activation: str = eqx.field(static=True)
     x_activation: str = eqx.field(static=True)
@@ -113,7 +114,9 @@ class NMRNN(AbstractRecurrentModel):
         "nm": ("W_z", "B_z", "A_z", "b_z", "B_zx"),
         "lowrank": ("L", "R", "B_x", "C", "d"),
     }
+    constants: ClassVar[tuple[str, ...]] = ("tau_x", "tau_z")
     state_fields: ClassVar[tuple[str, ...]] = ("x", "z")
+    modulatory_fields: ClassVar[tuple[str, ...]] = ("z",)
 
     def __init__(
         self,
@@ -136,6 +139,8 @@ class NMRNN(AbstractRecurrentModel):
         sigma_rec: float = 0.0,
         x_inputs: Sequence[int] | None = None,
         z_inputs: Sequence[int] | None = None,
+        init_value: float = 0.0,
+        learn_init: bool = False,
         key: PRNGKeyArray,
     ):
         check_positive_int("n_in", n_in)
@@ -166,7 +171,11 @@ class NMRNN(AbstractRecurrentModel):
 
         self.n_in, self.n_hidden, self.n_nm = int(n_in), int(n_hidden), int(n_nm)
         self.rank, self.n_out = int(rank), int(n_out)
-        self.tau_x, self.tau_z, self.dt = float(tau_x), float(tau_z), float(dt)
+        self.tau_x, self.tau_z, self.dt = time_constant(tau_x), time_constant(tau_z), float(dt)
+        self.init_value = float(init_value)
+        self.state0 = initial_state_parameter(
+            NMState, {"x": n_hidden, "z": n_nm}, init_value, learn_init
+        )
         self.activation, self.linearized = activation, bool(linearized)
         if linearized:
             x_activation = "identity"
@@ -213,10 +222,22 @@ class NMRNN(AbstractRecurrentModel):
         return u if channels is None else u[..., jnp.asarray(channels)]
 
     # -- interface ---------------------------------------------------------------------------
-    def initial_state(self, batch_shape=()):
-        return NMState(zeros_state(batch_shape, self.n_hidden), zeros_state(batch_shape, self.n_nm))
+    def state_sizes(self):
+        return {"x": self.n_hidden, "z": self.n_nm}
 
-    def step(self, state, u, key=None):
+    @property
+    def state_type(self):
+        return NMState
+
+    def modulation(self, states):
+        """The gains ``s = sigmoid(A_z z + b_z)`` at every step, ``(*batch, T, K)``."""
+        return self.gains(states.z)
+
+    @classmethod
+    def min_hidden(cls, *, rank: int = 3, **options):
+        return int(rank)
+
+    def step(self, state, u, *, key=None):
         phi_z = get_activation(self.activation)
         kx = kz = None
         if key is not None:

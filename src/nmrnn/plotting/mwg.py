@@ -57,11 +57,16 @@ def plot_ramps(models: dict, task: MeasureWaitGo, path: str | Path, before: int 
 
 
 def plot_gains(model, task: MeasureWaitGo, path: str | Path, title: str = "NM-RNN", before: int = 20, after: int = 35) -> Path:
-    """The K gains s_k(t) for every interval (trained and extrapolated), aligned to the go cue."""
+    """The model's neuromodulatory signal (``model.modulation``: the NM-RNN's K gains s_k(t), the
+    e-nmRNN's concentrations) for every interval (trained and extrapolated), aligned to the go
+    cue."""
     intervals = sorted(set(task.intervals) | set(EXTRAPOLATION_INTERVALS))
     batch = task.test_batch(intervals)
     states = simulate(model, batch.inputs).states
-    s = np.asarray(model.gains(states.z))  # (B, T, K)
+    signal = model.modulation(states)
+    if signal is None:
+        raise ValueError(f"{type(model).__name__} has no neuromodulatory signal to plot")
+    s = np.asarray(signal)  # (B, T, K)
     tg = np.asarray(batch.info["t_go"])
     colours = _interval_colours(intervals, sorted(task.intervals))
     K = s.shape[-1]

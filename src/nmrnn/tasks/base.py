@@ -13,7 +13,9 @@ and per-output loss weights; 0 where the output is not scored). ``info`` holds p
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -85,3 +87,9 @@ class AbstractTask(eqx.Module):
     def evaluate(self, outputs: Array, batch: Batch) -> dict[str, Array]:
         """Metrics of ``outputs (B, T, O)`` on ``batch``. Default: the masked MSE."""
         return {"loss": masked_mse(outputs, batch.targets, batch.mask)}
+
+    def figures(self, models: Mapping[str, Any], out_dir: Path) -> list[Path]:
+        """The task's own figures of trained ``models`` (``{label: model}``), written to
+        ``out_dir``; returns the files written. Default: none (comparisons always add learning
+        curves)."""
+        return []

@@ -25,6 +25,7 @@ batches keep the fixed ``delay``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import ClassVar
 
 import equinox as eqx
@@ -165,6 +166,19 @@ class MeasureWaitGo(AbstractTask):
         """``trained``: the 40-trial training set; ``extrapolated``: the 8 extrapolation intervals
         at the test measure time."""
         return {"trained": self.fixed_batch(), "extrapolated": self.extrapolation_batch()}
+
+    def figures(self, models, out_dir):
+        """Output ramps on trained and extrapolated intervals for every model, and the
+        neuromodulatory signal aligned to the go cue for every model that has one."""
+        from ..plotting import mwg as plots
+
+        out_dir = Path(out_dir)
+        written = [plots.plot_ramps(dict(models), self, out_dir / "ramps.png")]
+        for label, model in models.items():
+            if model.modulatory_fields:
+                slug = "".join(c if c.isalnum() else "-" for c in label).strip("-").lower()
+                written.append(plots.plot_gains(model, self, out_dir / f"gains_{slug}.png", title=label))
+        return written
 
     def evaluate(self, outputs, batch: Batch) -> dict:
         """Overall masked MSE and the MSE of each interval present in the batch (``loss_<i>``)."""

@@ -69,32 +69,68 @@ def save_checkpoint(path: Path, trees: dict[str, Any], arrays: dict[str, Any]) -
     atomic_write_bytes(path, lambda f: np.savez(f, **payload))
 
 
-def load_checkpoint(path: Path, skeletons: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file and the field."""
+
+
+def read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a checkpoint file, read without pickle; ``CheckpointError`` if the file is
+    missing, a folder, empty, truncated, not an ``.npz`` archive or holds object arrays."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except Exception as err:  # zipfile.BadZipFile, EOFError, ValueError (object arrays), OSError
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(err).__name__}): it is empty, truncated or not a "
+            "checkpoint written by nmrnn; delete it to start the run again"
+        ) from None
+
+
+def load_checkpoint(path: Path, skeletons: dict[str, Any], files: dict[str, np.ndarray] | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Load what :func:`save_checkpoint` wrote, filling each skeleton's leaves.
 
-    Raises ``ValueError`` if the file's structure does not match the skeletons (a different model
-    or optimiser than the one that wrote it).
+    Every array is checked against its skeleton leaf: present, same shape, a real floating type
+    where the skeleton is floating (no bool or complex), an integer type where it is an integer,
+    and finite. Raises :class:`CheckpointError` naming the file and the field otherwise (e.g. a
+    checkpoint written by a different model or optimiser).
     """
-    with np.load(Path(path), allow_pickle=False) as data:
-        files = dict(data.items())
+    files = read_arrays(path) if files is None else files
     trees = {}
     for name, skeleton in skeletons.items():
         leaves, treedef = jax.tree.flatten(skeleton)
-        count = int(files.get(f"{name}/__count__", -1))
+        count_arr = files.get(f"{name}/__count__")
+        count = int(count_arr) if count_arr is not None and np.ndim(count_arr) == 0 and np.issubdtype(count_arr.dtype, np.integer) else -1
         if count != len(leaves):
-            raise ValueError(
-                f"checkpoint {path} holds {count} arrays for {name!r}, the current {name} has "
-                f"{len(leaves)}: it was written by a different configuration"
+            raise CheckpointError(
+                f"checkpoint {path} holds {count if count >= 0 else 'no valid count of'} arrays for "
+                f"{name!r}, the current {name} has {len(leaves)}: it was written by a different "
+                "configuration"
             )
         new = []
         for i, ref in enumerate(leaves):
-            arr = files[f"{name}/{i}"]
+            field = f"{name}/{i}"
+            if field not in files:
+                raise CheckpointError(f"checkpoint {path} lacks the array {field}")
+            arr = files[field]
+            ref_dtype = jnp.asarray(ref).dtype
             if tuple(arr.shape) != tuple(np.shape(ref)):
-                raise ValueError(
-                    f"checkpoint {path}: {name} array {i} has shape {arr.shape}, expected "
+                raise CheckpointError(
+                    f"checkpoint {path}: {field} has shape {arr.shape}, expected "
                     f"{tuple(np.shape(ref))}: it was written by a different configuration"
                 )
-            new.append(jnp.asarray(arr, dtype=jnp.asarray(ref).dtype))
+            if jnp.issubdtype(ref_dtype, jnp.floating):
+                if not np.issubdtype(arr.dtype, np.floating):
+                    raise CheckpointError(f"checkpoint {path}: {field} has dtype {arr.dtype}, expected a real float")
+                if not np.all(np.isfinite(arr)):
+                    raise CheckpointError(f"checkpoint {path}: {field} holds NaN or infinite values")
+            elif jnp.issubdtype(ref_dtype, jnp.integer) and not np.issubdtype(arr.dtype, np.integer):
+                raise CheckpointError(f"checkpoint {path}: {field} has dtype {arr.dtype}, expected an integer")
+            new.append(jnp.asarray(arr, dtype=ref_dtype))
         trees[name] = jax.tree.unflatten(treedef, new)
     arrays = {k[len("array/"):]: v for k, v in files.items() if k.startswith("array/")}
     return trees, arrays

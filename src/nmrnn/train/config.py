@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._validation import (
     check_choice,
     check_nonnegative,
+    check_nonnegative_int,
     check_positive,
     check_positive_int,
 )
 
 OPTIMIZERS = ("adamw", "adam")
+#: Learning-rate schedules within each stage (multiplying ``lr``): ``constant``; ``cosine`` from 1
+#: to ``final_lr_factor``; ``exponential`` from 1 to ``final_lr_factor``. A linear warm-up over
+#: ``warmup_steps`` steps applies to all.
+SCHEDULES = ("constant", "cosine", "exponential")
+LOSSES = ("mse", "cross_entropy")
+
+
+def _opt(default, help: str, **extra):
+    """A config field with its command-line help (the CLI is generated from these fields)."""
+    return field(default=default, metadata={"help": help, **extra})
 
 
 @dataclass(frozen=True)
@@ -54,21 +65,36 @@ class TrainConfig:
         weight_l2: coefficient of the sum of squared trainable parameters added to the loss.
         activity_l2: coefficient of the mean squared state (all state fields) added to the loss.
         noise: feed a key to the model's recurrent noise during training.
+        loss: ``"mse"`` (masked MSE) or ``"cross_entropy"`` (masked softmax cross-entropy).
+        weight_l1: coefficient of the sum of absolute trainable parameters.
+        lr_schedule, warmup_steps, final_lr_factor: the learning rate within each stage.
+
+    The numeric fields (``lr``, ``weight_decay``, ``clip``'s value, the regulariser weights,
+    ``warmup_steps``, ``final_lr_factor``, the stages' ``lr``) reach the compiled training loop as
+    data: runs that differ only in them share one compilation, and an ensemble
+    (:func:`nmrnn.train.fit_ensemble`) can give each member its own.
     """
 
-    steps: int = 1000
-    lr: float = 1e-2
-    optimizer: str = "adamw"
-    weight_decay: float = 1e-4
-    clip: float | None = 1.0
-    batch_size: int | None = None
-    fixed_batch: bool = False
-    stages: tuple[Stage, ...] | None = None
-    steps_per_call: int = 100
-    checkpoint_every: int = 1000
-    weight_l2: float = 0.0
-    activity_l2: float = 0.0
-    noise: bool = True
+    steps: int = _opt(1000, "optimiser steps (ignored when stages are given)")
+    lr: float = _opt(1e-2, "learning rate")
+    optimizer: str = _opt("adamw", "optimiser", choices=OPTIMIZERS)
+    weight_decay: float = _opt(1e-4, "AdamW's decoupled weight decay")
+    clip: float | None = _opt(1.0, "global-norm gradient clipping threshold ('none' disables)")
+    batch_size: int | None = _opt(None, "trials per step (default: the task's)")
+    fixed_batch: bool = _opt(False, "train on the task's fixed full batch instead of fresh trials")
+    stages: tuple[Stage, ...] | None = _opt(
+        None, "staged training, e.g. lowrank:10000,nm:10000,all:50000 (group:steps[:lr])"
+    )
+    steps_per_call: int = _opt(100, "optimiser steps compiled into one call")
+    checkpoint_every: int = _opt(1000, "steps between checkpoints (rounded up to whole calls)")
+    weight_l2: float = _opt(0.0, "weight of the sum of squared parameters in the loss")
+    activity_l2: float = _opt(0.0, "weight of the mean squared state in the loss")
+    noise: bool = _opt(True, "feed a key to the model's recurrent noise during training")
+    loss: str = _opt("mse", "the supervised loss", choices=LOSSES)
+    weight_l1: float = _opt(0.0, "weight of the sum of absolute parameters in the loss")
+    lr_schedule: str = _opt("constant", "learning-rate schedule within each stage", choices=SCHEDULES)
+    warmup_steps: int = _opt(0, "linear learning-rate warm-up at the start of each stage (steps)")
+    final_lr_factor: float = _opt(0.1, "final lr / lr of the cosine and exponential schedules")
 
     def __post_init__(self):
         check_positive_int("steps", self.steps)
@@ -83,6 +109,11 @@ class TrainConfig:
         check_positive_int("checkpoint_every", self.checkpoint_every)
         check_nonnegative("weight_l2", self.weight_l2)
         check_nonnegative("activity_l2", self.activity_l2)
+        check_nonnegative("weight_l1", self.weight_l1)
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        check_nonnegative_int("warmup_steps", self.warmup_steps)
+        check_positive("final_lr_factor", self.final_lr_factor)
         if self.stages is not None:
             stages = tuple(s if isinstance(s, Stage) else Stage(**s) for s in self.stages)
             if not stages:
@@ -98,21 +129,65 @@ class TrainConfig:
     def total_steps(self) -> int:
         return sum(s.steps for s in self.schedule)
 
+    def structure(self) -> tuple:
+        """What the compiled program depends on (two configs with the same structure differ only
+        in numbers that are passed as data)."""
+        return (
+            self.optimizer,
+            self.clip is None,
+            self.batch_size,
+            self.fixed_batch,
+            tuple((s.steps, s.group) for s in self.schedule),
+            self.steps_per_call,
+            self.noise,
+            self.loss,
+            self.lr_schedule,
+            self.weight_l2 > 0,
+            self.activity_l2 > 0,
+            self.weight_l1 > 0,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["stages"] = None if self.stages is None else [dataclasses.asdict(s) for s in self.stages]
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(d) - known)
+    def from_dict(cls, d: Any) -> TrainConfig:
+        """A config from its JSON form; every field is read against its annotation
+        (:mod:`nmrnn.options`: booleans are true/false, numbers refuse text and booleans)."""
+        from ..options import coerce
+
+        if not isinstance(d, dict):
+            raise ValueError(f"training options must be an object, got {type(d).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        bad = sorted(set(d) - set(fields))
         if bad:
-            raise ValueError(f"unknown training option(s) {bad}; valid: {sorted(known)}")
-        d = dict(d)
-        if d.get("stages") is not None:
-            d["stages"] = tuple(Stage(**s) for s in d["stages"])
-        return cls(**d)
+            raise ValueError(f"unknown training option(s) {bad}; valid: {sorted(fields)}")
+        out = {}
+        for k, v in d.items():
+            if k == "stages":
+                out[k] = None if v is None else _stages_from_json(v)
+            else:
+                out[k] = coerce(k, v, fields[k].type)
+        return cls(**out)
+
+
+def _stages_from_json(value: Any) -> tuple[Stage, ...]:
+    from ..options import coerce
+
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"stages must be a list of {{steps, group, lr}} objects, got {value!r}")
+    stages = []
+    types = {f.name: f.type for f in dataclasses.fields(Stage)}
+    for item in value:
+        if isinstance(item, Stage):
+            stages.append(item)
+            continue
+        if not isinstance(item, dict) or set(item) - set(types) or "steps" not in item:
+            raise ValueError(f"a stage must be an object with steps, group and lr, got {item!r}")
+        stages.append(Stage(**{k: coerce(f"stage {k}", v, types[k]) for k, v in item.items()}))
+    return tuple(stages)
 
 
 def parse_stages(text: str) -> tuple[Stage, ...]:

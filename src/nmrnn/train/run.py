@@ -15,21 +15,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax.random as jr
 import numpy as np
 
-from .._validation import check_nonnegative_int, check_positive_int
-from ..models import make_model, simulate
+from .._validation import check_positive_int, check_seed, seed_key
+from ..models import MODELS, make_model, simulate
 from ..models.base import AbstractRecurrentModel
-from ..tasks import make_task
+from ..options import coerce_options
+from ..tasks import TASKS, make_task
 from ..tasks.base import AbstractTask
+from . import guard
 from .checkpoint import atomic_write_json
 from .config import TrainConfig
-from .loop import CHECKPOINT, TrainResult, fit
+from .loop import CHECKPOINT, TrainResult, _objective_for, _validate, fit, fit_ensemble
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
@@ -48,10 +52,24 @@ class RunSpec:
     task_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
+        from .._validation import check_choice
+
+        check_choice("model", self.model, MODELS)
+        check_choice("task", self.task, TASKS)
         check_positive_int("n_hidden", self.n_hidden)
-        check_nonnegative_int("seed", self.seed)
+        object.__setattr__(self, "seed", check_seed(self.seed))
         if isinstance(self.train, dict):
             object.__setattr__(self, "train", TrainConfig.from_dict(self.train))
+        if not isinstance(self.train, TrainConfig):
+            raise ValueError(f"train must be a TrainConfig or an object of its fields, got {self.train!r}")
+        for name in ("model_options", "task_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name} must be an object of option=value pairs, got {getattr(self, name)!r}")
+        skip = ("self", "key", "n_in", "n_hidden", "n_out")
+        object.__setattr__(self, "model_options", coerce_options(
+            f"model {self.model!r}", self.model_options, MODELS[self.model].__init__, skip=skip))
+        object.__setattr__(self, "task_options", coerce_options(
+            f"task {self.task!r}", self.task_options, TASKS[self.task].__init__))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -59,7 +77,22 @@ class RunSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
+    def from_dict(cls, d: Any) -> RunSpec:
+        """A spec from its JSON form, every field checked (structure, types, known names)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a run spec must be an object, got {type(d).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(unknown)}; valid fields: {', '.join(fields)}")
+        missing = [k for k in ("model", "n_hidden", "task", "train") if k not in d]
+        if missing:
+            raise ValueError(f"missing field(s) {', '.join(missing)}")
+        for k in ("model", "task"):
+            if not isinstance(d[k], str):
+                raise ValueError(f"field {k} must be a name, got {d[k]!r}")
+        if not isinstance(d["train"], dict):
+            raise ValueError(f"field train must be an object of training options, got {d['train']!r}")
         return cls(**d)
 
     def build(self) -> tuple[AbstractRecurrentModel, AbstractTask]:
@@ -76,13 +109,13 @@ class RunSpec:
         return model, task
 
     def model_key(self):
-        return jr.fold_in(jr.PRNGKey(self.seed), 0)
+        return jr.fold_in(seed_key(self.seed), 0)
 
     def train_key(self):
-        return jr.fold_in(jr.PRNGKey(self.seed), 1)
+        return jr.fold_in(seed_key(self.seed), 1)
 
     def eval_key(self):
-        return jr.fold_in(jr.PRNGKey(self.seed), 2)
+        return jr.fold_in(seed_key(self.seed), 2)
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -102,11 +135,11 @@ def prepare_run_dir(run_dir: str | Path, spec: RunSpec, resume: bool) -> Path:
     Refuses to overwrite an existing run without ``resume``, and refuses to resume with a spec
     that differs from the saved one (listing every difference).
     """
-    path = Path(run_dir)
+    path = check_run_path(run_dir)
     cfg = path / CONFIG
     new = json.loads(json.dumps(spec.to_dict()))
     if cfg.exists():
-        old = json.loads(cfg.read_text())
+        old = read_json(cfg)
         if not resume:
             raise FileExistsError(
                 f"{path} already holds a run; pass resume=True (--resume) to continue it or "
@@ -123,6 +156,31 @@ def prepare_run_dir(run_dir: str | Path, spec: RunSpec, resume: bool) -> Path:
     return path
 
 
+def check_run_path(run_dir: str | Path) -> Path:
+    """``run_dir`` as a path that can be a run directory: not empty, not a file, not inside a file."""
+    if str(run_dir).strip() == "":
+        raise ValueError("the run directory must be a path, got an empty string")
+    path = Path(run_dir)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} exists and is not a folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"{parent} (a parent of {path}) is a file, not a folder")
+            break
+    return path
+
+
+def read_json(path: Path) -> Any:
+    """The JSON content of ``path``; ``ValueError`` naming the file if it is not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a folder, expected a JSON file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from None
+
+
 def train_run(
     run_dir: str | Path,
     spec: RunSpec,
@@ -130,25 +188,151 @@ def train_run(
     resume: bool = False,
     progress: bool = False,
     callback=None,
+    check_memory: bool = True,
 ) -> TrainResult:
-    """Train the run described by ``spec`` into ``run_dir`` and evaluate it (``metrics.json``)."""
-    model, task = spec.build()  # validate everything before touching the directory
-    path = prepare_run_dir(run_dir, spec, resume)
-    result = fit(
-        model,
-        task,
-        spec.train,
-        key=spec.train_key(),
-        run_dir=path,
-        resume=resume,
-        progress=progress,
-        callback=callback,
-    )
+    """Train the run described by ``spec`` into ``run_dir`` and evaluate it (``metrics.json``).
+
+    Everything (options, groups, sizes, the memory the run needs) is validated before the
+    directory is touched, and a run that fails before its first checkpoint removes the folder it
+    created, so a refused or failed command leaves no folder behind. The folder is locked while
+    the run trains (:class:`~nmrnn.train.guard.FolderLock`).
+    """
+    if check_memory:  # on shapes only, before any array is allocated
+        abstract = eqx.filter_eval_shape(spec.build)
+        guard.check_memory(abstract[0], abstract[1], spec.train)
+    model, task = spec.build()
+    _validate(model, task, spec.train, _objective_for(spec.train, None))
+    path = check_run_path(run_dir)
+    created = not path.exists()
+    try:
+        with guard.FolderLock(path):
+            path = prepare_run_dir(path, spec, resume)
+            result = fit(
+                model,
+                task,
+                spec.train,
+                key=spec.train_key(),
+                run_dir=path,
+                resume=resume,
+                progress=progress,
+                callback=callback,
+            )
+            _write_metrics(path, result, task, spec)
+    except BaseException:
+        if created and path.is_dir() and not (path / CHECKPOINT).exists():
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    return result
+
+
+def train_runs(
+    run_dirs: list[str | Path],
+    specs: list[RunSpec],
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    vmap: bool | None = None,
+) -> list[TrainResult]:
+    """Train several runs (seeds, or settings differing only in numbers) as one ensemble
+    (:func:`nmrnn.train.fit_ensemble`), each into its own run directory with its own
+    ``metrics.json``; ``vmap=None`` uses the backend's default. Members whose checkpoints are at
+    different steps are resumed one at a time."""
+    if len(run_dirs) != len(specs) or not specs:
+        raise ValueError(f"train_runs needs one run directory per spec, got {len(run_dirs)} and {len(specs)}")
+    built = [spec.build() for spec in specs]
+    for (model, task), spec in zip(built, specs, strict=True):
+        _validate(model, task, spec.train, _objective_for(spec.train, None))
+    locks = [guard.FolderLock(check_run_path(d)) for d in run_dirs]
+    for lock in locks:
+        lock.acquire()
+    try:
+        return _train_runs_locked(run_dirs, specs, built, resume=resume, progress=progress, vmap=vmap)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _train_runs_locked(run_dirs, specs, built, *, resume, progress, vmap):
+    paths = [prepare_run_dir(d, spec, resume) for d, spec in zip(run_dirs, specs, strict=True)]
+    try:
+        results = fit_ensemble(
+            [m for m, _ in built], built[0][1], [s.train for s in specs],
+            keys=[s.train_key() for s in specs], run_dirs=paths, resume=resume, progress=progress,
+            vmap=vmap,
+        )
+    except ValueError as err:
+        if "different steps" not in str(err):
+            raise
+        results = [
+            fit(m, t, s.train, key=s.train_key(), run_dir=p, resume=resume, progress=progress)
+            for (m, t), s, p in zip(built, specs, paths, strict=True)
+        ]
+    for (_, task), spec, path, result in zip(built, specs, paths, results, strict=True):
+        _write_metrics(path, result, task, spec)
+    return results
+
+
+def _write_metrics(path: Path, result: TrainResult, task: AbstractTask, spec: RunSpec) -> None:
     metrics = evaluate_model(result.model, task, spec.eval_key())
     metrics["train_seconds"] = result.seconds
     metrics["final_train_loss"] = float(result.losses[-1])
     atomic_write_json(path / METRICS, metrics)
-    return result
+
+
+class RunOutcome(NamedTuple):
+    """A finished run: its ``spec``, the trained ``model`` (latest checkpoint), the ``task`` built
+    from the spec, the ``metrics`` of ``metrics.json`` and the per-step total ``losses``."""
+
+    spec: RunSpec
+    model: AbstractRecurrentModel
+    task: AbstractTask
+    metrics: dict[str, Any]
+    losses: np.ndarray
+
+
+def finished_metrics(run_dir: str | Path, spec: RunSpec) -> dict | None:
+    """The metrics of a completed run of ``spec`` in ``run_dir``, else ``None``.
+
+    Raises ``ValueError`` listing the differences if the folder holds a run of another spec.
+    """
+    path = Path(run_dir)
+    cfg, met = path / CONFIG, path / METRICS
+    if not cfg.exists():
+        return None
+    if read_json(cfg) != json.loads(json.dumps(spec.to_dict())):
+        prepare_run_dir(path, spec, resume=True)  # raises with the list of differences
+    if not met.exists() or not (path / CHECKPOINT).exists():
+        return None
+    try:
+        metrics = read_json(met)
+    except ValueError:
+        return None  # a damaged metrics file: evaluate again
+    return metrics if isinstance(metrics, dict) else None
+
+
+def ensure_run(
+    run_dir: str | Path,
+    spec: RunSpec,
+    *,
+    progress: bool = False,
+    callback=None,
+    log=None,
+) -> RunOutcome:
+    """The run of ``spec`` in ``run_dir``, trained if need be: a finished run with the same spec is
+    reused, an unfinished one resumes from its checkpoint (bit-identically), an empty folder
+    starts one. This is the one training path of every experiment and reproduction."""
+    metrics = finished_metrics(run_dir, spec)
+    if metrics is None:
+        if log is not None:
+            log(f"training {spec.model} (N={spec.n_hidden}) on {spec.task}, seed {spec.seed} -> {run_dir}")
+        train_run(run_dir, spec, resume=True, progress=progress, callback=callback)
+        metrics = json.loads((Path(run_dir) / METRICS).read_text())
+    elif log is not None:
+        log(f"reusing finished run {run_dir}")
+    _, model, task = load_run(run_dir)
+    from ..plotting.curves import read_curve
+
+    return RunOutcome(spec, model, task, metrics, read_curve(run_dir))
 
 
 def load_run(run_dir: str | Path) -> tuple[RunSpec, AbstractRecurrentModel, AbstractTask]:
@@ -156,14 +340,19 @@ def load_run(run_dir: str | Path) -> tuple[RunSpec, AbstractRecurrentModel, Abst
     from .loop import _load
 
     path = Path(run_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a run directory (no such folder)")
     if not (path / CONFIG).exists():
         raise FileNotFoundError(f"{path} is not a run directory (no {CONFIG})")
-    spec = RunSpec.from_dict(json.loads((path / CONFIG).read_text()))
+    try:
+        spec = RunSpec.from_dict(read_json(path / CONFIG))
+    except ValueError as err:
+        raise ValueError(f"{path / CONFIG}: {err}") from None
     model, task = spec.build()
     if not (path / CHECKPOINT).exists():
         raise FileNotFoundError(f"{path} has no checkpoint yet ({CHECKPOINT})")
     stage_start = np.cumsum([0] + [s.steps for s in spec.train.schedule])
-    _, model, _, _ = _load(path, model, spec.train, stage_start, np.zeros(spec.train.total_steps))
+    _, model, _, _, _ = _load(path, model, stage_start, spec.train.total_steps)
     return spec, model, task
 
 
@@ -180,11 +369,18 @@ def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
     """Evaluate a run directory's latest checkpoint and (re)write its ``metrics.json``."""
     spec, model, task = load_run(run_dir)
     path = Path(run_dir)
-    metrics = evaluate_model(model, task, spec.eval_key())
-    if (path / METRICS).exists():
-        old = json.loads((path / METRICS).read_text())
-        for k in ("train_seconds", "final_train_loss"):
-            if k in old:
-                metrics[k] = old[k]
-    atomic_write_json(path / METRICS, metrics)
+    with guard.FolderLock(path):
+        metrics = evaluate_model(model, task, spec.eval_key())
+        bad = [f"{s}/{k}" for s, v in metrics.items() for k, x in v.items() if not np.isfinite(x)]
+        if bad:
+            raise FloatingPointError(f"{path}: the model gives non-finite metrics ({', '.join(bad)})")
+        if (path / METRICS).exists():
+            try:
+                old = read_json(path / METRICS)
+            except ValueError:
+                old = {}
+            for k in ("train_seconds", "final_train_loss"):
+                if isinstance(old, dict) and k in old:
+                    metrics[k] = old[k]
+        atomic_write_json(path / METRICS, metrics)
     return metrics

@@ -1,0 +1,53 @@
+"""The one profile type of every reproduction and comparison.
+
+A *profile* names a scale at which an experiment runs:
+
+* ``"smoke"``: seconds. Exercises the whole pipeline (training, analysis, ``summary.json``,
+  ``report.md``, figures) at a size too small to decide anything; the default test suite runs the
+  smoke profile of every registered reproduction end to end. Its verdict is reported but says
+  nothing about the paper's claim.
+* ``"quick"``: minutes on a 2-core CPU; a reduced schedule whose verdict can differ from the
+  paper's (the summary always states the profile).
+* ``"paper"``: the published scale (possibly hours).
+
+Every experiment declares its settings once, as a :class:`Profiles` of three values of its own
+settings type (a dataclass, a dict, a number), and looks them up with ``profiles[name]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from .._validation import check_choice
+
+#: Profile names, smallest first.
+PROFILE_NAMES: tuple[str, ...] = ("smoke", "quick", "paper")
+
+T = TypeVar("T")
+
+
+def check_profile(name: str) -> str:
+    """Return ``name`` if it is a profile name, else raise ``ValueError`` naming the choices."""
+    return check_choice("profile", name, PROFILE_NAMES)
+
+
+@dataclass(frozen=True)
+class Profiles(Generic[T]):
+    """One experiment's settings at each profile: ``Profiles(smoke=..., quick=..., paper=...)``.
+
+    ``profiles["quick"]`` returns the quick settings; an unknown name raises ``ValueError``.
+    """
+
+    smoke: T
+    quick: T
+    paper: T
+
+    def __getitem__(self, name: str) -> T:
+        return getattr(self, check_profile(name))
+
+    def items(self) -> list[tuple[str, T]]:
+        return [(name, getattr(self, name)) for name in PROFILE_NAMES]
+
+
+__all__ = ["PROFILE_NAMES", "Profiles", "check_profile"]
