@@ -32,6 +32,7 @@ compare: $(VENV)/.installed
 
 bench: $(VENV)/.installed-test
 	$(PY) benchmarks/bench_models.py
+	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_tasks.py
 
 lint: $(VENV)/.installed

@@ -200,21 +200,24 @@ def _structural(config: TrainConfig) -> TrainConfig:
 def _chunk_one(params, static, opt_state, objective, fixed, hp, key, start, stage_start, stage_len, *, task, plan, n_steps):
     config = plan.config
 
-    def one_step(carry, i):
+    def one_step(carry, scanned):
         params, opt_state = carry
-        g = start + i
-        k_data, k_noise = jr.split(jr.fold_in(key, g))
+        i, lr = scanned
+        k_data, k_noise = jr.split(jr.fold_in(key, start + i))
         data = fixed if plan.use_fixed else task.sample(k_data, plan.batch_size)
         (loss, aux), grads = eqx.filter_value_and_grad(
             lambda p: objective(eqx.combine(p, static), data, key=k_noise), has_aux=True
         )(params)
-        lr = learning_rate(hp, g - stage_start, stage_len, config.lr_schedule)
         optimizer = make_optimizer(config, lr, hp["weight_decay"], hp["clip"])
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = eqx.apply_updates(params, updates)
         return (params, opt_state), (loss, aux)
 
-    (params, opt_state), (losses, aux) = jax.lax.scan(one_step, (params, opt_state), jnp.arange(n_steps))
+    steps = jnp.arange(n_steps)
+    # the chunk's learning rates in one vectorised computation (scalar ops inside the scan cost
+    # a kernel launch each on CPU)
+    lrs = learning_rate(hp, start + steps - stage_start, stage_len, config.lr_schedule)
+    (params, opt_state), (losses, aux) = jax.lax.scan(one_step, (params, opt_state), (steps, lrs))
     # what a checkpoint would save must be finite: the last update of a chunk can overflow
     leaves = [x for x in jax.tree.leaves((params, opt_state)) if jnp.issubdtype(x.dtype, jnp.inexact)]
     finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in leaves]))
