@@ -308,8 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2), already printed
-        return int(exc.code) if isinstance(exc.code, int) else 2
+    except SystemExit as exc:  # argparse: --help (exits 0) or a usage error (2), already printed
+        if exc.code == 0:
+            raise
+        return 2
     from .train.guard import FolderLockedError, Interrupted
     from .train.loop import NonFiniteLossError
 

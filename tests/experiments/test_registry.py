@@ -94,7 +94,7 @@ def test_a_crash_is_recorded_and_reraised(dummy, tmp_path):
     [
         (("nope", "x"), "unknown reproduction 'nope'; valid choices: .*hopf"),
         (("hopf", "x", "full"), "unknown profile 'full'; valid choices: smoke, quick, paper"),
-        (("hopf", "x", "quick", -1), "seed must be a non-negative integer"),
+        (("hopf", "x", "quick", -1), r"seed must be an integer in \[0, 2\*\*64 - 1\], got -1"),
     ],
 )
 def test_bad_arguments_refused_before_running(args, match, tmp_path):

@@ -74,6 +74,9 @@ class AbstractRecurrentModel(eqx.Module):
     state0: Any = None
     #: Value of every state variable before the first input when ``state0`` is ``None``.
     init_value: float = eqx.field(static=True, default=0.0)
+    #: ``{time constant: dt / tau}`` precomputed by ``materialize`` (a constant, never trained), so
+    #: that the scan over time reads the leak rates instead of dividing at every step.
+    rates: Any = None
 
     #: Named groups of parameter paths, for staged training ("train only the NM subnetwork").
     param_groups: ClassVar[dict[str, tuple[str, ...]]] = {}
@@ -124,6 +127,17 @@ class AbstractRecurrentModel(eqx.Module):
     def materialize(self) -> AbstractRecurrentModel:
         """An equivalent model with derived weights precomputed (default: the model itself)."""
         return self
+
+    def rate(self, name: str) -> Array:
+        """The leak rate ``dt / tau`` of the time constant ``name`` (precomputed once by
+        :meth:`with_rates`, else computed here)."""
+        if self.rates is not None:
+            return self.rates[name]
+        return self.dt / getattr(self, name)
+
+    def with_rates(self, *names: str) -> AbstractRecurrentModel:
+        """This model with the leak rates of the time constants ``names`` precomputed."""
+        return replace_fields(self, rates={n: self.dt / getattr(self, n) for n in names})
 
     def vector_field(self, state: State, u: Float[Array, "*batch n_in"]) -> State:
         """Continuous-time vector field of the Euler-discretised model, ``(F(s, u) - s) / dt``.
@@ -310,7 +324,11 @@ def _leaf_table(model) -> list[tuple[str, bool, Any]]:
         for k in path:
             if isinstance(node, eqx.Module) and isinstance(k, jax.tree_util.GetAttrKey):
                 kind = type(node)
-                if k.name in getattr(kind, "buffers", ()) or k.name in getattr(kind, "constants", ()):
+                if (
+                    k.name in getattr(kind, "buffers", ())
+                    or k.name in getattr(kind, "constants", ())
+                    or (k.name == "rates" and isinstance(node, AbstractRecurrentModel))
+                ):
                     constant = True
                     break
             node = _child(node, k)

@@ -205,7 +205,9 @@ class ENMRNN(AbstractRecurrentModel):
         return get_activation(self.activation)(a)
 
     def materialize(self):
-        return replace_fields(self, W=self.effective_W(), sign=None, R=self.effective_R(), release_mask=None)
+        return replace_fields(
+            self, W=self.effective_W(), sign=None, R=self.effective_R(), release_mask=None
+        ).with_rates("tau_r", "tau_n")
 
     def modulatory_drive(self, r: Array, n: Array) -> Array:
         """``sum_k n_k T_k r`` for batched ``r (*batch, N)`` and ``n (*batch, M)``."""
@@ -234,7 +236,7 @@ class ENMRNN(AbstractRecurrentModel):
         r, n = state
         pre = r @ self.effective_W().T + self.modulatory_drive(r, n) + u @ self.U.T + self.b
         phi_n = get_activation(self.nm_activation)
-        ar, an = self.dt / self.tau_r, self.dt / self.tau_n
+        ar, an = self.rate("tau_r"), self.rate("tau_n")
         r_new = r + ar * (-r + self.phi(pre))
         n_new = n + an * (-n + phi_n(r @ self.effective_R().T + n @ self.Z.T))
         if self.sigma_rec > 0 and key is not None:

@@ -154,7 +154,7 @@ class LeakyRNN(AbstractRecurrentModel):
         return W
 
     def materialize(self):
-        return replace_fields(self, W=self.effective_W(), sign=None, mask=None)
+        return replace_fields(self, W=self.effective_W(), sign=None, mask=None).with_rates("tau")
 
     def state_sizes(self):
         return {"x": self.n_hidden}
@@ -169,7 +169,7 @@ class LeakyRNN(AbstractRecurrentModel):
         drive = phi(state.x) @ W.T + u @ self.B.T
         if self.b is not None:
             drive = drive + self.b
-        return LeakyState(leaky_update(state.x, drive, self.dt / self.tau, self.sigma_rec, key))
+        return LeakyState(leaky_update(state.x, drive, self.rate("tau"), self.sigma_rec, key))
 
     def readout(self, state):
         return _readout(state.x, self.activation, self.readout_from, self.C, self.d)
@@ -258,7 +258,7 @@ class LowRankRNN(AbstractRecurrentModel):
         return W / self.n_hidden if self.scale_by_n else W
 
     def materialize(self):
-        return replace_fields(self, L=self.effective_L(), orthonormalize=False)
+        return replace_fields(self, L=self.effective_L(), orthonormalize=False).with_rates("tau")
 
     def state_sizes(self):
         return {"x": self.n_hidden}
@@ -279,7 +279,7 @@ class LowRankRNN(AbstractRecurrentModel):
         drive = narrow_matmul(proj, self.effective_L().T) + narrow_matmul(u, self.B.T)
         if self.b is not None:
             drive = drive + self.b
-        return LeakyState(leaky_update(state.x, drive, self.dt / self.tau, self.sigma_rec, key))
+        return LeakyState(leaky_update(state.x, drive, self.rate("tau"), self.sigma_rec, key))
 
     def readout(self, state):
         return _readout(state.x, self.activation, self.readout_from, self.C, self.d)

@@ -211,9 +211,9 @@ class NMRNN(AbstractRecurrentModel):
 
     def materialize(self):
         if not self.orthonormalize:
-            return self
+            return self.with_rates("tau_x", "tau_z")
         L, _ = self.factors()
-        return replace_fields(self, L=L, orthonormalize=False)
+        return replace_fields(self, L=L, orthonormalize=False).with_rates("tau_x", "tau_z")
 
     def _x_phi(self):
         return get_activation(self.x_activation)
@@ -247,14 +247,14 @@ class NMRNN(AbstractRecurrentModel):
         )
         if self.B_zx is not None:
             z_drive = z_drive + state.x @ self.B_zx.T
-        z = leaky_update(state.z, z_drive, self.dt / self.tau_z, self.sigma_rec, kz)
+        z = leaky_update(state.z, z_drive, self.rate("tau_z"), self.sigma_rec, kz)
         s = self.gains(z)
         L, R = self.factors()
         proj = narrow_matmul(self._x_phi()(state.x), R)
         if self.scale_by_n:
             proj = proj / self.n_hidden
         x_drive = narrow_matmul(proj * s, L.T) + narrow_matmul(self._select(u, self.x_inputs), self.B_x.T)
-        x = leaky_update(state.x, x_drive, self.dt / self.tau_x, self.sigma_rec, kx)
+        x = leaky_update(state.x, x_drive, self.rate("tau_x"), self.sigma_rec, kx)
         return NMState(x, z)
 
     def readout(self, state):

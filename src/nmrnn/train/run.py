@@ -162,11 +162,11 @@ def check_run_path(run_dir: str | Path) -> Path:
         raise ValueError("the run directory must be a path, got an empty string")
     path = Path(run_dir)
     if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"{path} exists and is not a folder")
+        raise ValueError(f"{path} exists and is not a folder")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise NotADirectoryError(f"{parent} (a parent of {path}) is a file, not a folder")
+                raise ValueError(f"{parent} (a parent of {path}) is a file, not a folder")
             break
     return path
 
