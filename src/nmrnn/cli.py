@@ -209,6 +209,49 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+def _quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def cmd_sweep(args) -> int:
+    from .experiments.sweep import load_spec, run_sweep
+
+    spec = load_spec(args.spec)
+    out = args.out or Path("results") / f"sweep-{args.spec.stem}"
+    _quiet_optuna()
+    print(f"sweep of {spec.model} on {spec.task}: {spec.direction} {spec.metric} -> {out}")
+    summary = run_sweep(spec, out, workers=args.workers, n_trials=args.n_trials, storage=args.storage,
+                        study_name=args.study, force=args.force, progress=not args.no_progress,
+                        figures=not args.no_figures)
+    print()
+    print("trials by state: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["counts"].items())))
+    print(summary["table"])
+    print()
+    print(f"wrote {out / 'trials.csv'}, {out / 'best.md'}, {out / 'summary.json'}")
+    for f in summary.get("figures", []):
+        print(f"wrote {out / f}")
+    for note in summary.get("figure_notes", []):
+        print(f"note: {note}")
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from .experiments.sweep import load_spec, work
+
+    spec = load_spec(args.spec)
+    out = args.out if args.out is not None else (args.spec if args.spec.is_dir() else None)
+    if out is None:
+        raise ValueError(f"--spec {args.spec} is a file; give --out DIR for the trials' run directories")
+    _quiet_optuna()
+    done = work(spec, out, storage=args.storage, study_name=args.study, n_trials=args.n_trials,
+                worker_index=args.worker_index if args.worker_index is not None else os.getpid(),
+                progress=not args.no_progress)
+    print(f"worker {os.getpid()}: finished {done} trial(s)")
+    return 0
+
+
 def cmd_list(args) -> int:
     from .models import MODELS, model_options
     from .tasks import TASKS, task_options
@@ -281,6 +324,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smoke (seconds; exercises every output), quick (default; minutes) or paper (the published scale)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("sweep", help="hyperparameter sweep on Optuna (trials.csv, best.md, summary.json, figures)",
+                       description="Search hyperparameters with Optuna: every trial trains ordinary run directories under OUT/trials/; the study is stored in OUT/study.journal (or --storage). An interrupted sweep resumes.")
+    p.add_argument("spec", type=_path, help="sweep spec (TOML or JSON file)")
+    p.add_argument("--out", type=_path, default=None, help="sweep folder (default: results/sweep-SPEC)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes sharing the study (default: 1, this process)")
+    p.add_argument("--n-trials", dest="n_trials", type=int, default=None, help="trials in the study (default: the spec's)")
+    p.add_argument("--storage", default=None, help="Optuna storage: a database URL (sqlite:///f.db, postgresql://...) or a journal file (default: OUT/study.journal)")
+    p.add_argument("--study", default=None, help="study name (default: the folder's name)")
+    p.add_argument("--force", action="store_true", help="allow more workers than CPUs")
+    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("worker", help="join a sweep's study and run trials",
+                       description="Join an Optuna study of a sweep (from any machine that reaches its storage) and run trials until the study has its count.")
+    p.add_argument("--spec", required=True, type=_path, help="the sweep spec: a TOML/JSON file or a sweep folder (its sweep.json)")
+    p.add_argument("--storage", default=None, help="Optuna storage URL or journal file (default: SPEC_FOLDER/study.journal)")
+    p.add_argument("--study", default=None, help="study name (default: the sweep folder's name)")
+    p.add_argument("--out", type=_path, default=None, help="folder of the trials' run directories (default: the spec's folder)")
+    p.add_argument("--n-trials", dest="n_trials", type=int, default=None, help="trials in the study (default: the spec's)")
+    p.add_argument("--worker-index", dest="worker_index", type=int, default=None, help="seeds this worker's sampler (default: the pid)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("list", help="list models and tasks with their options")
     p.set_defaults(func=cmd_list)
