@@ -69,7 +69,7 @@ from ..options import coerce, coerce_options, signature_types
 from ..tasks import TASKS
 from ..train.checkpoint import atomic_write_json, atomic_write_text
 from ..train.config import TrainConfig
-from ..train.guard import FolderLock
+from ..train.guard import FolderLock, process_alive
 from ..train.loop import NonFiniteLossError
 from ..train.run import RunSpec, _diff, check_run_path, ensure_run, read_json
 
@@ -491,16 +491,6 @@ def _retry_lost(study, trial) -> None:
     study.enqueue_trial(dict(trial.params), user_attrs={"origin": _origin(trial)})
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reap_lost_trials(study, storage) -> list[int]:
     """Mark the running trials whose worker is gone as failed (``lost``) and enqueue them again.
 
@@ -521,7 +511,7 @@ def reap_lost_trials(study, storage) -> list[int]:
             started = t.datetime_start or now
             if (now - started).total_seconds() < _NO_OWNER_GRACE:
                 continue
-        elif owner_host != host or _pid_alive(int(pid)):
+        elif owner_host != host or process_alive(int(pid)):
             continue
         try:
             storage.set_trial_user_attr(t._trial_id, "lost", True)

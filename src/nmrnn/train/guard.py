@@ -56,7 +56,8 @@ _HELD: dict[str, int] = {}
 _HELD_LOCK = threading.Lock()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -104,7 +105,7 @@ class FolderLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 pid, host = _read_owner(self.path)
-                if pid is not None and host == socket.gethostname() and pid != os.getpid() and _alive(pid):
+                if pid is not None and host == socket.gethostname() and pid != os.getpid() and process_alive(pid):
                     raise FolderLockedError(
                         f"{self.folder} is in use by process {pid} (lock {self.path}); wait for it "
                         "to finish or stop it"
@@ -270,4 +271,5 @@ __all__ = [
     "clean_temp_files",
     "deferred_signals",
     "estimate_memory",
+    "process_alive",
 ]
