@@ -48,7 +48,6 @@ from nmrnn.train.loop import (
     _run_chunk,
     _run_chunk_vmapped,
     _stack,
-    _structural,
     default_objective,
     make_optimizer,
 )
@@ -74,7 +73,7 @@ def new_chunk(model, task, config, batch, n_steps):
     params, static = eqx.partition(model, trainable_filter(model))
     hp = _hyper(config, 0)
     opt_state = make_optimizer(config, hp["lr"]).init(params)
-    plan = _Plan(_structural(config), batch.batch_size, True)
+    plan = _Plan(config.compiled_form(), batch.batch_size, True)
     objective = default_objective(config)
     state = {"p": params, "o": opt_state}
 
@@ -151,7 +150,7 @@ def _vmapped(members, task, config, batch, n_steps):
     objective = _stack([default_objective(config)] * S)
     fixed = _stack([batch] * S)
     keys = jnp.stack([jr.PRNGKey(i) for i in range(S)])
-    plan = _Plan(_structural(config), batch.batch_size, True)
+    plan = _Plan(config.compiled_form(), batch.batch_size, True)
     state = {"p": params, "o": opt_state}
 
     def run():

@@ -92,6 +92,27 @@ def check_known_options(kind: str, options: Mapping[str, Any], allowed: Iterable
         )
 
 
+def check_table(
+    value: Any, what: str, fields: Iterable[str], required: Iterable[str] = (), noun: str = "field",
+    container: str = "an object",
+) -> dict:
+    """``value`` as a dict of known keys with every required key present (a file-based config).
+
+    Raises ``ValueError``: "{what} must be {container}", "unknown {noun}(s) ...; valid {noun}s:
+    ...", "missing {noun}(s) ...".
+    """
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be {container}, got {type(value).__name__}")
+    fields = list(fields)
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown {noun}(s) {', '.join(unknown)}; valid {noun}s: {', '.join(fields)}")
+    missing = [k for k in required if k not in value]
+    if missing:
+        raise ValueError(f"missing {noun}(s) {', '.join(missing)}")
+    return value
+
+
 #: Seeds cover the unsigned 64-bit range; :func:`seed_key` folds the high 32 bits in, so no two
 #: seeds of the range share a key.
 SEED_MAX = 2**64 - 1

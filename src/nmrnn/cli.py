@@ -30,36 +30,17 @@ def _kv(text: str) -> tuple[str, Any]:
 
 def _config_value(kind: str, name: str):
     """An argparse ``type`` for a config field annotated ``kind`` (``"int"``, ``"float | None"``
-    ...): numbers refuse booleans and text, ``none`` gives ``None`` where the field allows it."""
-    optional = "None" in kind
-    base = kind.replace("| None", "").replace("None |", "").strip()
+    ...), read by the one typed parser (:func:`nmrnn.options.coerce`): numbers refuse booleans and
+    text, ``none`` gives ``None`` where the field allows it."""
+    from .options import OptionError, coerce, parse_text
 
     def parse(text: str):
-        if optional and text.lower() == "none":
-            return None
-        if base == "bool":
-            if text in ("true", "True", "1"):
-                return True
-            if text in ("false", "False", "0"):
-                return False
-            raise argparse.ArgumentTypeError(f"--{name} takes true/false/1/0, got {text!r}")
-        if base in ("int", "float"):
-            try:
-                value = float(text)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"--{name} takes a number, got {text!r}") from None
-            if base == "int":
-                if value != int(value):
-                    raise argparse.ArgumentTypeError(f"--{name} takes an integer, got {text!r}")
-                return int(value)
-            return value
-        return text
+        try:
+            return coerce(name, parse_text(text), kind)
+        except OptionError as err:
+            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} takes {err.allowed}, got {text!r}") from None
 
     return parse
-
-
-#: TrainConfig fields the command line sets differently from a plain option.
-_CLI_SPECIAL = {"stages", "fixed_batch", "noise"}
 
 
 def _add_config_args(p: argparse.ArgumentParser, config_cls) -> None:

@@ -36,7 +36,7 @@ def parse_text(text: str) -> Any:
         return text
 
 
-def _split_top(text: str, sep: str) -> list[str]:
+def split_top(text: str, sep: str) -> list[str]:
     """Split ``text`` at ``sep`` outside brackets."""
     parts, depth, cur = [], 0, ""
     for ch in text:
@@ -60,7 +60,7 @@ class _Bad(Exception):
 
 def _coerce(value: Any, kind: str) -> Any:
     kind = kind.strip()
-    alts = _split_top(kind, "|")
+    alts = split_top(kind, "|")
     if len(alts) > 1:
         if value is None or (isinstance(value, str) and value in ("none", "None") and "None" in alts):
             if "None" in alts:
@@ -106,7 +106,7 @@ def _coerce(value: Any, kind: str) -> Any:
         inner = rest[: rest.rindex("]")]
         if isinstance(value, str) or not isinstance(value, list | tuple):
             raise _Bad(f"a list ({kind})")
-        args = _split_top(inner, ",")
+        args = split_top(inner, ",")
         if head in ("tuple", "Tuple") and not (len(args) == 2 and args[1] == "..."):
             if len(value) != len(args):
                 raise _Bad(f"a list of {len(args)} values ({kind})")
@@ -117,15 +117,24 @@ def _coerce(value: Any, kind: str) -> Any:
     return value
 
 
+class OptionError(ValueError):
+    """A value its annotation does not allow; ``allowed`` says what would be."""
+
+    def __init__(self, message: str, allowed: str):
+        super().__init__(message)
+        self.allowed = allowed
+
+
 def coerce(name: str, value: Any, annotation: Any) -> Any:
-    """``value`` read as the type ``annotation`` (a string or a type; see the module docstring)."""
+    """``value`` read as the type ``annotation`` (a string or a type; see the module docstring).
+    Raises :class:`OptionError` (a ``ValueError``)."""
     if annotation is inspect.Parameter.empty or annotation is None:
         return value
     kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
     try:
         return _coerce(value, kind)
     except _Bad as bad:
-        raise ValueError(f"option {name}={value!r} is not allowed: {name} takes {bad.allowed}") from None
+        raise OptionError(f"option {name}={value!r} is not allowed: {name} takes {bad.allowed}", bad.allowed) from None
 
 
 def signature_types(fn: Callable, skip: tuple[str, ...] = ("self", "key")) -> dict[str, Any]:
@@ -147,4 +156,4 @@ def coerce_options(
     return {k: coerce(k, v, types[k]) for k, v in options.items()}
 
 
-__all__ = ["coerce", "coerce_options", "parse_text", "signature_types"]
+__all__ = ["OptionError", "coerce", "coerce_options", "parse_text", "signature_types", "split_top"]

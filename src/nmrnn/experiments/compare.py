@@ -28,7 +28,7 @@ import numpy as np
 
 from .._validation import check_choice, check_positive_int
 from ..models import MODELS, count_for, match_size
-from ..options import coerce_options, parse_text
+from ..options import coerce_options, parse_text, split_top
 from ..tasks import TASKS, make_task
 from ..train.checkpoint import atomic_write_json, atomic_write_text
 from ..train.config import Stage, TrainConfig
@@ -145,16 +145,7 @@ _SIZES = ("self", "key", "n_in", "n_hidden", "n_out")
 
 def _split_options(text: str) -> list[str]:
     """``a=1,b=[1,2],c=x`` -> ``["a=1", "b=[1,2]", "c=x"]`` (commas inside brackets kept)."""
-    parts, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch in "[("
-        depth -= ch in "])"
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    return [p for p in [*parts, cur] if p]
+    return [p for p in split_top(text, ",") if p]
 
 
 def _stages(entry: ModelEntry, total: int) -> tuple[Stage, ...] | None:

@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_choice, check_positive_int, check_seed
+from .._validation import check_choice, check_positive_int, check_seed, check_table
 from ..models import MODELS
 from ..options import coerce, coerce_options, signature_types
 from ..tasks import TASKS
@@ -328,15 +328,8 @@ class SweepSpec:
     @classmethod
     def from_dict(cls, d: Any) -> SweepSpec:
         """A spec from a dict (the TOML tables, or :meth:`to_dict`); unknown keys are refused."""
-        if not isinstance(d, dict):
-            raise ValueError(f"a sweep spec must be a table, got {type(d).__name__}")
-        fields = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown sweep field(s) {', '.join(unknown)}; valid fields: {', '.join(fields)}")
-        missing = [k for k in ("model", "task", "params", "metric") if k not in d]
-        if missing:
-            raise ValueError(f"missing sweep field(s) {', '.join(missing)}")
+        check_table(d, "a sweep spec", [f.name for f in dataclasses.fields(cls)],
+                    required=("model", "task", "params", "metric"), noun="sweep field", container="a table")
         params = d["params"]
         if not isinstance(params, dict):
             raise ValueError(f"params must be a table of target = {{kind, low, high, log, choices}}, got {params!r}")

@@ -129,23 +129,30 @@ class TrainConfig:
     def total_steps(self) -> int:
         return sum(s.steps for s in self.schedule)
 
-    def structure(self) -> tuple:
-        """What the compiled program depends on (two configs with the same structure differ only
-        in numbers that are passed as data)."""
-        return (
-            self.optimizer,
-            self.clip is None,
-            self.batch_size,
-            self.fixed_batch,
-            tuple((s.steps, s.group) for s in self.schedule),
-            self.steps_per_call,
-            self.noise,
-            self.loss,
-            self.lr_schedule,
-            self.weight_l2 > 0,
-            self.activity_l2 > 0,
-            self.weight_l1 > 0,
+    def compiled_form(self) -> TrainConfig:
+        """This config with every number that reaches the compiled training chunk as data (lr,
+        weight decay, clip value, regulariser weights, warm-up, final lr factor, stage lengths and
+        lrs, checkpointing) set to a fixed placeholder: configs that differ only in those numbers
+        have equal compiled forms and share one compilation."""
+        return dataclasses.replace(
+            self,
+            steps=1,
+            lr=1.0,
+            weight_decay=0.0,
+            clip=None if self.clip is None else 1.0,
+            stages=tuple(Stage(1, s.group) for s in self.schedule),
+            checkpoint_every=1,
+            weight_l2=float(self.weight_l2 > 0),
+            activity_l2=float(self.activity_l2 > 0),
+            weight_l1=float(self.weight_l1 > 0),
+            warmup_steps=0,
+            final_lr_factor=1.0,
         )
+
+    def structure(self) -> tuple:
+        """What an ensemble's members must share: the compiled form and the stage lengths (two
+        configs with the same structure differ only in numbers that are passed as data)."""
+        return (self.compiled_form(), tuple(s.steps for s in self.schedule))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

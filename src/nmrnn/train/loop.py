@@ -169,32 +169,9 @@ class _Progress:
 class _Plan(NamedTuple):
     """The static part of a run (what the compiled chunk depends on besides shapes)."""
 
-    config: TrainConfig  # the config's structure only (see _structural): its numbers are data
+    config: TrainConfig  # the config's compiled form only: its numbers are data
     batch_size: int
     use_fixed: bool
-
-
-def _structural(config: TrainConfig) -> TrainConfig:
-    """``config`` with every number that reaches the chunk as data set to a fixed placeholder, so
-    that configs differing only in those numbers hash alike and share one compilation."""
-    import dataclasses
-
-    from .config import Stage
-
-    return dataclasses.replace(
-        config,
-        steps=1,
-        lr=1.0,
-        weight_decay=0.0,
-        clip=None if config.clip is None else 1.0,
-        stages=tuple(Stage(1, s.group) for s in config.schedule),
-        checkpoint_every=1,
-        weight_l2=float(config.weight_l2 > 0),
-        activity_l2=float(config.activity_l2 > 0),
-        weight_l1=float(config.weight_l1 > 0),
-        warmup_steps=0,
-        final_lr_factor=1.0,
-    )
 
 
 def _chunk_one(params, static, opt_state, objective, fixed, hp, key, start, stage_start, stage_len, *, task, plan, n_steps):
@@ -419,7 +396,7 @@ def _fit_members(models, task, configs, *, keys, run_dirs, resume, progress, cal
     resolved = [_resolve_batch(task, c, k) for c, k in zip(configs, keys, strict=True)]
     batch_size = resolved[0][0]
     fixed_list = [f for _, f in resolved]
-    plan = _Plan(_structural(config), batch_size, config.fixed_batch)
+    plan = _Plan(config.compiled_form(), batch_size, config.fixed_batch)
     stage_start = np.cumsum([0] + [s.steps for s in schedule])
     stage_index = np.repeat(np.arange(len(schedule)), [s.steps for s in schedule])
     names = _term_names(objectives[0], models[0], task, plan, fixed_list[0], keys[0])
@@ -453,95 +430,89 @@ def _fit_members(models, task, configs, *, keys, run_dirs, resume, progress, cal
     def label(i):
         return f"member {i} ({run_paths[i]})" if n_members > 1 else ""
 
-    with deferred_signals() as flag:
-        return _loop(**locals())
+    with deferred_signals() as flag:  # SIGINT/SIGTERM stop at the next chunk boundary
+        try:
+            for s_idx, stage in enumerate(schedule):
+                s0, s1 = int(stage_start[s_idx]), int(stage_start[s_idx + 1])
+                if step >= s1:
+                    continue
+                parts = [eqx.partition(m, trainable_filter(m, stage.group)) for m in models]
+                hps = [_hyper(c, s_idx) for c in configs]
+                opt_states = []
+                for i, ((p, _), c, h) in enumerate(zip(parts, configs, hps, strict=True)):
+                    o = make_optimizer(c, h["lr"], h["weight_decay"], h["clip"]).init(p)
+                    if fills[i] is not None:
+                        o = fills[i](o)
+                        fills[i] = None
+                    opt_states.append(o)
+                if vmapped:
+                    params = _stack([p for p, _ in parts])
+                    static = _stack([s for _, s in parts])
+                    opt_state = _stack(opt_states)
+                    hp = _stack(hps)
+                else:
+                    (params, static), opt_state, hp = parts[0], opt_states[0], hps[0]
+                while step < s1:
+                    n = min(config.steps_per_call, s1 - step)
+                    new_params, new_opt, chunk, aux, finite = chunk_fn(
+                        params, static, opt_state, objective, fixed, hp, keys_arr,
+                        jnp.asarray(step, dtype=jnp.int32), jnp.asarray(s0, dtype=jnp.int32),
+                        jnp.asarray(s1 - s0, dtype=jnp.int32), task, plan, n,
+                    )
+                    chunk = np.asarray(chunk).reshape(n_members, n)
+                    finite = np.asarray(finite).reshape(n_members)
+                    aux = {k: np.asarray(v).reshape(n_members, n) for k, v in aux.items()}
+                    for i in range(n_members):
+                        bad = np.flatnonzero(~np.isfinite(chunk[i]))
+                        if bad.size or not finite[i]:
+                            first = step + int(bad[0]) if bad.size else step + n - 1
+                            upto = int(bad[0]) if bad.size else n
+                            losses[i, step:step + upto] = chunk[i, :upto]
+                            what = f"loss became {chunk[i, bad[0]]}" if bad.size else "the parameters became non-finite"
+                            path = run_paths[i]
+                            where = (
+                                f"; the last good checkpoint (step {last_ckpt}) in {path} is intact"
+                                if path is not None and last_ckpt > 0
+                                else ""
+                            )
+                            who = label(i)
+                            raise NonFiniteLossError(
+                                f"{who + ': ' if who else ''}{what} at step {first} (stage {s_idx}, group "
+                                f"{stage.group!r}); training stopped{where}"
+                            )
+                    params, opt_state = new_params, new_opt
+                    losses[:, step : step + n] = chunk
+                    for k, v in aux.items():
+                        terms[k][:, step : step + n] = v
+                    step += n
+                    if bar is not None:
+                        bar.update(n, float(chunk[:, -1].mean()), stage.group)
 
-
-def _loop(*, models, task, configs, config, objectives, schedule, total, plan, stage_start, stage_index,
-          losses, terms, run_paths, fills, step, bar, t0, last_ckpt, chunk_fn, keys_arr, fixed,
-          objective, label, vmapped, n_members, callback, flag, **_):
-    try:
-        for s_idx, stage in enumerate(schedule):
-            s0, s1 = int(stage_start[s_idx]), int(stage_start[s_idx + 1])
-            if step >= s1:
-                continue
-            parts = [eqx.partition(m, trainable_filter(m, stage.group)) for m in models]
-            hps = [_hyper(c, s_idx) for c in configs]
-            opt_states = []
-            for i, ((p, _), c, h) in enumerate(zip(parts, configs, hps, strict=True)):
-                o = make_optimizer(c, h["lr"], h["weight_decay"], h["clip"]).init(p)
-                if fills[i] is not None:
-                    o = fills[i](o)
-                    fills[i] = None
-                opt_states.append(o)
-            if vmapped:
-                params = _stack([p for p, _ in parts])
-                static = _stack([s for _, s in parts])
-                opt_state = _stack(opt_states)
-                hp = _stack(hps)
-            else:
-                (params, static), opt_state, hp = parts[0], opt_states[0], hps[0]
-            while step < s1:
-                n = min(config.steps_per_call, s1 - step)
-                new_params, new_opt, chunk, aux, finite = chunk_fn(
-                    params, static, opt_state, objective, fixed, hp, keys_arr,
-                    jnp.asarray(step, dtype=jnp.int32), jnp.asarray(s0, dtype=jnp.int32),
-                    jnp.asarray(s1 - s0, dtype=jnp.int32), task, plan, n,
-                )
-                chunk = np.asarray(chunk).reshape(n_members, n)
-                finite = np.asarray(finite).reshape(n_members)
-                aux = {k: np.asarray(v).reshape(n_members, n) for k, v in aux.items()}
-                for i in range(n_members):
-                    bad = np.flatnonzero(~np.isfinite(chunk[i]))
-                    if bad.size or not finite[i]:
-                        first = step + int(bad[0]) if bad.size else step + n - 1
-                        upto = int(bad[0]) if bad.size else n
-                        losses[i, step:step + upto] = chunk[i, :upto]
-                        what = f"loss became {chunk[i, bad[0]]}" if bad.size else "the parameters became non-finite"
-                        path = run_paths[i]
-                        where = (
-                            f"; the last good checkpoint (step {last_ckpt}) in {path} is intact"
-                            if path is not None and last_ckpt > 0
-                            else ""
-                        )
-                        who = label(i)
-                        raise NonFiniteLossError(
-                            f"{who + ': ' if who else ''}{what} at step {first} (stage {s_idx}, group "
-                            f"{stage.group!r}); training stopped{where}"
-                        )
-                params, opt_state = new_params, new_opt
-                losses[:, step : step + n] = chunk
-                for k, v in aux.items():
-                    terms[k][:, step : step + n] = v
-                step += n
-                if bar is not None:
-                    bar.update(n, float(chunk[:, -1].mean()), stage.group)
-
-                if any(p is not None for p in run_paths) and (
-                    step - last_ckpt >= config.checkpoint_every or step == s1
-                ):
-                    _save_members(run_paths, params, static, opt_state, step, losses, stage_index, configs, terms, vmapped)
-                    last_ckpt = step
-                if flag.signum is not None:
-                    if step > last_ckpt:
+                    if any(p is not None for p in run_paths) and (
+                        step - last_ckpt >= config.checkpoint_every or step == s1
+                    ):
                         _save_members(run_paths, params, static, opt_state, step, losses, stage_index, configs, terms, vmapped)
-                    where = f"; checkpoint at step {step}" if any(p is not None for p in run_paths) else ""
-                    raise Interrupted(flag.signum, f"training stopped at step {step} of {total}{where}")
-                if callback is not None:
-                    callback(step, losses[0, :step] if n_members == 1 else losses[:, :step])
-            # next stage: combine so the frozen parts of this stage carry over
-            if vmapped:
-                models = [eqx.combine(_unstack(params, i), _unstack(static, i)) for i in range(n_members)]
-            else:
-                models = [eqx.combine(params, static)]
-    finally:
-        if bar is not None:
-            bar.close()
-    seconds = time.perf_counter() - t0
-    return [
-        TrainResult(models[i], losses[i], stage_index, seconds, {k: v[i] for k, v in terms.items()})
-        for i in range(n_members)
-    ]
+                        last_ckpt = step
+                    if flag.signum is not None:
+                        if step > last_ckpt:
+                            _save_members(run_paths, params, static, opt_state, step, losses, stage_index, configs, terms, vmapped)
+                        where = f"; checkpoint at step {step}" if any(p is not None for p in run_paths) else ""
+                        raise Interrupted(flag.signum, f"training stopped at step {step} of {total}{where}")
+                    if callback is not None:
+                        callback(step, losses[0, :step] if n_members == 1 else losses[:, :step])
+                # next stage: combine so the frozen parts of this stage carry over
+                if vmapped:
+                    models = [eqx.combine(_unstack(params, i), _unstack(static, i)) for i in range(n_members)]
+                else:
+                    models = [eqx.combine(params, static)]
+        finally:
+            if bar is not None:
+                bar.close()
+        seconds = time.perf_counter() - t0
+        return [
+            TrainResult(models[i], losses[i], stage_index, seconds, {k: v[i] for k, v in terms.items()})
+            for i in range(n_members)
+        ]
 
 
 # ----------------------------------------------------------------------------------------------

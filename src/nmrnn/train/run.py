@@ -24,7 +24,7 @@ import equinox as eqx
 import jax.random as jr
 import numpy as np
 
-from .._validation import check_positive_int, check_seed, seed_key
+from .._validation import check_positive_int, check_seed, check_table, seed_key
 from ..models import MODELS, make_model, simulate
 from ..models.base import AbstractRecurrentModel
 from ..options import coerce_options
@@ -79,15 +79,8 @@ class RunSpec:
     @classmethod
     def from_dict(cls, d: Any) -> RunSpec:
         """A spec from its JSON form, every field checked (structure, types, known names)."""
-        if not isinstance(d, dict):
-            raise ValueError(f"a run spec must be an object, got {type(d).__name__}")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown field(s) {', '.join(unknown)}; valid fields: {', '.join(fields)}")
-        missing = [k for k in ("model", "n_hidden", "task", "train") if k not in d]
-        if missing:
-            raise ValueError(f"missing field(s) {', '.join(missing)}")
+        check_table(d, "a run spec", [f.name for f in dataclasses.fields(cls)],
+                    required=("model", "n_hidden", "task", "train"))
         for k in ("model", "task"):
             if not isinstance(d[k], str):
                 raise ValueError(f"field {k} must be a name, got {d[k]!r}")
