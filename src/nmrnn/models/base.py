@@ -51,6 +51,8 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .bptt import scan_steps
+
 State = Any  # a NamedTuple of arrays; each model defines its own
 
 #: The group that holds a learned initial state (``learn_init=True``).
@@ -90,6 +92,9 @@ class AbstractRecurrentModel(eqx.Module):
     state_fields: ClassVar[tuple[str, ...]] = ()
     #: State fields that carry neuromodulation (NM-RNN: ``("z",)``; e-nmRNN: ``("n",)``).
     modulatory_fields: ClassVar[tuple[str, ...]] = ()
+    #: Whether the model supplies the hooks of :mod:`nmrnn.models.bptt` (a backward pass that
+    #: forms the weight gradients once, after the reverse loop). A model may make it a property.
+    manual_backward: ClassVar[bool] = False
 
     # -- the recurrent face --------------------------------------------------------------------
     def initial_state(self, batch_shape: tuple[int, ...] = ()) -> State:
@@ -160,7 +165,8 @@ class AbstractRecurrentModel(eqx.Module):
         """The whole-sequence pass: outputs and every state variable at every step.
 
         Default: :meth:`materialize`, then a ``lax.scan`` of :meth:`step` over time (time-major
-        inside, batch-major in and out). Sequence models override this. Not compiled by itself;
+        inside, batch-major in and out; :func:`nmrnn.models.bptt.scan_steps`, which uses the
+        model's hand-written backward pass when it has one). Sequence models override this. Not compiled by itself;
         :func:`simulate` is the compiled entry point.
         """
         batch_shape = inputs.shape[:-2]
@@ -171,12 +177,7 @@ class AbstractRecurrentModel(eqx.Module):
         xs = jnp.moveaxis(inputs, -2, 0)  # time-major for the scan
         keys = None if key is None else jr.split(key, n_steps)
 
-        def body(state, scanned):
-            u, k = scanned
-            new = core.step(state, u, key=k)
-            return new, new
-
-        _, states = jax.lax.scan(body, initial_state, (xs, keys))
+        states = scan_steps(core, initial_state, xs, keys)
         outputs = core.readout(states)
         to_batch_major = lambda a: jnp.moveaxis(a, 0, -2)  # noqa: E731
         return Trajectory(to_batch_major(outputs), jax.tree.map(to_batch_major, states))

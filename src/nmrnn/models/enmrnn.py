@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import ClassVar, NamedTuple
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -48,6 +49,7 @@ from .base import (
     replace_fields,
     time_constant,
 )
+from .bptt import contract, value_and_derivative
 
 NEURON_ACTIVATIONS = tuple(ACTIVATIONS)
 
@@ -245,3 +247,72 @@ class ENMRNN(AbstractRecurrentModel):
 
     def readout(self, state):
         return state.r @ self.D.T + self.d
+
+    # -- backward pass by hand (nmrnn.models.bptt) ------------------------------------------
+    @property
+    def manual_backward(self) -> bool:
+        """The hand-written backward applies to the materialised model (W signed, R masked)."""
+        return self.sign is None and self.release_mask is None
+
+    def _pre(self, r, n, u):
+        return r @ self.W.T + self.modulatory_drive(r, n) + u @ self.U.T + self.b
+
+    def _t_products(self, r):
+        """``T_k r`` ``(*batch, M, N)`` (full T) or ``b_k^T r`` ``(*batch, M, q)`` (factorised)."""
+        if self.T is not None:
+            return (r @ self.T.reshape(self.n_nm * self.n_hidden, self.n_hidden).T).reshape(
+                *r.shape[:-1], self.n_nm, self.n_hidden)
+        return jnp.einsum("...j,kjq->...kq", r, self.T_right)
+
+    def bptt_residuals(self, prev, new, xs):
+        pre = self._pre(prev.r, prev.n, xs)
+        _, dphi = value_and_derivative(self.phi, pre)
+        n_pre = prev.r @ self.R.T + prev.n @ self.Z.T
+        _, dphi_n = value_and_derivative(get_activation(self.nm_activation), n_pre)
+        tprod = self._t_products(prev.r)
+        return (dphi, dphi_n, prev.n, tprod), (pre, tprod)
+
+    def bptt_step(self, res, g):
+        dphi, dphi_n, n, tprod = res
+        ar, an = self.rate("tau_r"), self.rate("tau_n")
+        ga = ar * g.r  # cotangent of phi(pre)
+        gpre = ga * dphi
+        gnp = an * g.n * dphi_n  # ... of the NM pre-activation R r + Z n
+        gr = (1.0 - ar) * g.r + gpre @ self.W + gnp @ self.R
+        gn = (1.0 - an) * g.n + gnp @ self.Z
+        if self.T is not None:  # sum_k n_k T_k r
+            gr = gr + (n[..., :, None] * gpre[..., None, :]).reshape(*n.shape[:-1], -1) @ self.T.reshape(
+                self.n_nm * self.n_hidden, self.n_hidden)
+            gn = gn + jnp.einsum("...i,...ki->...k", gpre, tprod)
+        else:  # sum_kq n_k (b_kq^T r) a_kq
+            lt = jnp.einsum("...i,kiq->...kq", gpre, self.T_left)  # a_kq^T gpre
+            gr = gr + jnp.einsum("...k,...kq,kjq->...j", n, lt, self.T_right)
+            gn = gn + jnp.einsum("...kq,...kq->...k", tprod, lt)
+        return ENMState(gr, gn), (ga, gpre, gnp)
+
+    def bptt_fields(self):  # with the readout's, which step does not read
+        fields = ["W", "U", "b", "R", "Z", "D", "d"] + (["T"] if self.T is not None else ["T_left", "T_right"])
+        return fields + ([] if self.E is None else ["E", "e"])
+
+    def bptt_grads(self, prev, new, xs, post, emits):
+        pre, tprod = post
+        ga, gpre, gnp = emits
+        grads = {
+            "W": contract(gpre, prev.r),
+            "U": contract(gpre, xs),
+            "b": gpre.reshape(-1, gpre.shape[-1]).sum(0),
+            "R": contract(gnp, prev.r),
+            "Z": contract(gnp, prev.n),
+            "D": None,
+            "d": None,
+        }
+        if self.T is not None:
+            grads["T"] = jnp.einsum("...i,...k,...j->kij", gpre, prev.n, prev.r)
+        else:
+            lt = jnp.einsum("...i,kiq->...kq", gpre, self.T_left)
+            grads["T_left"] = jnp.einsum("...i,...k,...kq->kiq", gpre, prev.n, tprod)
+            grads["T_right"] = jnp.einsum("...k,...kq,...j->kjq", prev.n, lt, prev.r)
+        if self.E is not None:  # the excitability of ReLU-Tanh, by autodiff of the elementwise phi
+            phi = lambda E, e: E * jnp.maximum(jnp.tanh(pre) + e, 0.0)  # noqa: E731
+            grads["E"], grads["e"] = jax.vjp(phi, self.E, self.e)[1](ga)
+        return grads

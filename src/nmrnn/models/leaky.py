@@ -38,6 +38,7 @@ from .base import (
     replace_fields,
     time_constant,
 )
+from .bptt import contract, contract_many, value_and_derivative
 
 READOUTS = ("state", "rate")
 
@@ -174,6 +175,31 @@ class LeakyRNN(AbstractRecurrentModel):
     def readout(self, state):
         return _readout(state.x, self.activation, self.readout_from, self.C, self.d)
 
+    # -- backward pass by hand (nmrnn.models.bptt) ------------------------------------------
+    @property
+    def manual_backward(self) -> bool:
+        """The hand-written backward applies to the materialised model (W already signed/masked)."""
+        return self.sign is None and self.mask is None
+
+    def bptt_residuals(self, prev, new, xs):
+        fx, dfx = value_and_derivative(get_activation(self.activation), prev.x)
+        return dfx, fx
+
+    def bptt_step(self, dfx, g):
+        gxd = self.rate("tau") * g.x
+        return LeakyState((1.0 - self.rate("tau")) * g.x + (gxd @ self.W) * dfx), g.x
+
+    def bptt_fields(self):  # with the readout's, which step does not read
+        return ["W", "B", "C", "d"] + ([] if self.b is None else ["b"])
+
+    def bptt_grads(self, prev, new, xs, fx, gx):
+        a = self.rate("tau")
+        parts = contract_many(gx, fx, xs, bias=self.b is not None)
+        grads = {"W": a * parts[0], "B": a * parts[1], "C": None, "d": None}
+        if self.b is not None:
+            grads["b"] = a * parts[2]
+        return grads
+
 
 class LowRankRNN(AbstractRecurrentModel):
     """Low-rank leaky RNN (M2): ``W = L R^T / N`` (``scale_by_n``), optionally with L orthonormalised.
@@ -283,3 +309,36 @@ class LowRankRNN(AbstractRecurrentModel):
 
     def readout(self, state):
         return _readout(state.x, self.activation, self.readout_from, self.C, self.d)
+
+    # -- backward pass by hand (nmrnn.models.bptt) ------------------------------------------
+    @property
+    def manual_backward(self) -> bool:
+        """The hand-written backward applies to the materialised model (L already orthonormal)."""
+        return not self.orthonormalize
+
+    def _scale(self) -> float:
+        return 1.0 / self.n_hidden if self.scale_by_n else 1.0
+
+    def bptt_residuals(self, prev, new, xs):
+        fx, dfx = value_and_derivative(get_activation(self.activation), prev.x)
+        px = narrow_matmul(fx, self.R) * self._scale()  # R^T phi(x) / N
+        return dfx, (fx, px)
+
+    def bptt_step(self, dfx, g):
+        a = self.rate("tau")
+        gq = narrow_matmul(a * g.x, self.L)  # cotangent of R^T phi(x) / N
+        gx = (1.0 - a) * g.x + narrow_matmul(gq, self.R.T) * (self._scale() * dfx)
+        return LeakyState(gx), (g.x, gq)
+
+    def bptt_fields(self):  # with the readout's, which step does not read
+        return ["L", "R", "B", "C", "d"] + ([] if self.b is None else ["b"])
+
+    def bptt_grads(self, prev, new, xs, post, emits):
+        fx, px = post
+        gx, gq = emits
+        a = self.rate("tau")
+        parts = contract_many(gx, px, xs, bias=self.b is not None)
+        grads = {"L": a * parts[0], "R": contract(fx, gq) * self._scale(), "B": a * parts[1], "C": None, "d": None}
+        if self.b is not None:
+            grads["b"] = a * parts[2]
+        return grads

@@ -50,6 +50,7 @@ from .base import (
     replace_fields,
     time_constant,
 )
+from .bptt import contract, contract_many, value_and_derivative
 
 
 class NMState(NamedTuple):
@@ -259,3 +260,62 @@ class NMRNN(AbstractRecurrentModel):
 
     def readout(self, state):
         return state.x @ self.C.T + self.d
+
+    # -- backward pass by hand (nmrnn.models.bptt) ------------------------------------------
+    @property
+    def manual_backward(self) -> bool:
+        """The hand-written backward applies to the materialised model (L already orthonormal)."""
+        return not self.orthonormalize
+
+    def _scale(self) -> float:
+        return 1.0 / self.n_hidden if self.scale_by_n else 1.0
+
+    def bptt_residuals(self, prev, new, xs):
+        _, R = self.factors()
+        fx, dfx = value_and_derivative(self._x_phi(), prev.x)
+        fz, dfz = value_and_derivative(get_activation(self.activation), prev.z)
+        px = narrow_matmul(fx, R) * self._scale()  # the low-rank projection R^T phi(x) / N
+        s = self.gains(new.z)
+        return (px, s, dfx, dfz), (fx, fz, px, s)
+
+    def bptt_step(self, res, g):
+        px, s, dfx, dfz = res
+        L, R = self.factors()
+        ax, az = self.rate("tau_x"), self.rate("tau_z")
+        gq = narrow_matmul(ax * g.x, L)  # cotangent of diag(s) R^T phi(x) / N
+        gpre = gq * px * s * (1.0 - s)  # ... of the gains' pre-activation A_z z + b_z
+        gz = g.z + narrow_matmul(gpre, self.A_z)  # z_t also reaches x_t through the gains
+        gqs = gq * s
+        gx = (1.0 - ax) * g.x + narrow_matmul(gqs, R.T) * (self._scale() * dfx)
+        gzd = az * gz  # cotangent of the z drive
+        gz_prev = (1.0 - az) * gz + narrow_matmul(gzd, self.W_z) * dfz
+        if self.B_zx is not None:
+            gx = gx + gzd @ self.B_zx
+        return NMState(gx, gz_prev), (g.x, gqs, gpre, gzd)
+
+    def bptt_fields(self):  # with the readout's, which step does not read
+        fields = ["L", "B_x", "W_z", "B_z", "A_z", "b_z", "C", "d"]
+        return fields + ([] if self.symmetric else ["R"]) + ([] if self.B_zx is None else ["B_zx"])
+
+    def bptt_grads(self, prev, new, xs, post, emits):
+        fx, fz, px, s = post
+        gx, gqs, gpre, gzd = emits
+        ax = self.rate("tau_x")
+        dL, dB_x = contract_many(gx, px * s, self._select(xs, self.x_inputs))
+        dL, dR = ax * dL, contract(fx, gqs) * self._scale()
+        grads = {
+            "B_x": ax * dB_x,
+            "W_z": contract(gzd, fz),
+            "B_z": contract(gzd, self._select(xs, self.z_inputs)),
+            "A_z": contract(gpre, new.z),
+            "b_z": gpre.reshape(-1, gpre.shape[-1]).sum(0),
+            "C": None,
+            "d": None,
+        }
+        if self.symmetric:
+            grads["L"] = dL + dR
+        else:
+            grads["L"], grads["R"] = dL, dR
+        if self.B_zx is not None:
+            grads["B_zx"] = contract(gzd, prev.x)
+        return grads
