@@ -14,9 +14,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
-# The test suite also exercises the neurogym adapter against the real package.
+# The test suite also exercises the neurogym adapter against the real package, and a sweep shared
+# through a throwaway PostgreSQL server (psycopg2, from the postgres extra).
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install -q -e ".[test,neurogym]" "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test,neurogym,postgres]" "$(TORCH)"
 	touch $@
 
 install: $(VENV)/.installed
@@ -34,6 +35,7 @@ bench: $(VENV)/.installed-test
 	$(PY) benchmarks/bench_models.py
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_tasks.py
+	$(PY) benchmarks/bench_grid.py
 
 lint: $(VENV)/.installed
 	$(PY) -m pip install -q ruff

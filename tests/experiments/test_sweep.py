@@ -201,6 +201,62 @@ def test_two_workers_share_one_journal_study(tmp_path):
     assert len({t.params["train.lr"] for t in trials}) == 4
 
 
+def test_trial_count_is_exact_when_the_count_is_out_of_date(tmp_path, monkeypatch):
+    # on a database another worker may ask between this worker's count and its ask: stand for
+    # that with a count that never sees a trial; the trials asked past the count are surplus
+    from nmrnn.experiments import sweep
+
+    spec = SweepSpec.from_dict({**BASE, "n_trials": 2})
+    out = tmp_path / "stale"
+    with monkeypatch.context() as m:
+        m.setattr(sweep, "claimed", lambda trials: {})
+        assert sweep.work(spec, out, log=None) == 2
+    trials = _study(out).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL"]
+    assert trials[2].user_attrs["surplus"] is True and not trials[2].params
+    assert not (out / "trials" / "2_seed0").exists()
+    assert sorted(claimed(trials)) == [0, 1]
+    summary = run_sweep(spec, out, figures=False, log=None)  # nothing more is trained
+    assert summary["counts"] == {"COMPLETE": 2} and summary["surplus"] == 1
+    assert [r["number"] for r in summary["trials"]] == [0, 1]
+    assert [r["number"] for r in csv.DictReader((out / "trials.csv").open())] == ["0", "1"]
+    assert len(_study(out).trials) == 3
+
+
+def test_a_retry_of_a_taken_origin_is_surplus(tmp_path):
+    # a lost trial reaped by two workers at once is enqueued twice: the second retry does not run
+    # while the first runs, nor once its origin completed
+    import socket
+
+    from nmrnn.experiments.sweep import default_storage, open_study, work
+
+    spec = SweepSpec.from_dict({**BASE, "n_trials": 1})
+    out = tmp_path / "dup"
+    study = open_study(spec, default_storage(out), out.name)
+    lost = study.ask()
+    lost.set_user_attr("lost", True)
+    study.tell(lost, state=optuna.trial.TrialState.FAIL)
+    params = {"train.lr": 1e-2, "train.weight_decay": 1e-4}
+    study.enqueue_trial(params, user_attrs={"origin": 0})
+    study.enqueue_trial(params, user_attrs={"origin": 0})
+    first = study.ask()  # the first retry, running in this (live) process
+    first.set_user_attr("pid", os.getpid())
+    first.set_user_attr("host", socket.gethostname())
+    assert work(spec, out, log=None) == 0  # the second retry is taken and dropped
+    trials = _study(out).trials
+    assert [t.state.name for t in trials] == ["FAIL", "RUNNING", "FAIL"]
+    assert trials[2].user_attrs["surplus"] is True and trials[2].user_attrs["origin"] == 0
+    assert [t.number for t in claimed(trials).values()] == [1]
+
+    study.tell(first, 0.5)  # the origin completes; a retry enqueued after that is dropped too
+    study.enqueue_trial(params, user_attrs={"origin": 0})
+    assert work(spec, out, log=None) == 0
+    trials = _study(out).trials
+    assert trials[3].state.name == "FAIL" and trials[3].user_attrs["surplus"] is True
+    assert {o: t.number for o, t in claimed(trials).items()} == {0: 1}
+    assert not (out / "trials").exists()
+
+
 @pytest.mark.parametrize(
     "change, msg",
     [
