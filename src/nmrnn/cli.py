@@ -162,6 +162,10 @@ def cmd_compare(args) -> int:
         progress=not args.no_progress,
         figures=not args.no_figures,
         vmap_seeds=args.vmap_seeds,
+        workers=args.workers,
+        storage=args.storage,
+        study_name=args.study,
+        force=args.force,
     )
     print()
     print(f"{args.task} ({args.profile} profile): {summary['seeds']} seeds per model; steps per model in the table")
@@ -181,8 +185,14 @@ def cmd_reproduce(args) -> int:
             times = "; ".join(f"{k}: {v}" for k, v in rep.runtime.items())
             print(f"{name:8s} {rep.result_id:4s} {rep.description}" + (f"  [{times}]" if times else ""))
         return 0
+    from .experiments.grid import GridOptions
+    from .experiments.registry import trains_grid
+
+    grid = GridOptions(args.workers, args.storage, args.study, args.force)
     out = args.out or Path("results") / f"reproduce-{args.name}"
-    summary = run_reproduction(args.name, out, profile=args.profile, seed=args.seed)
+    if args.name in REPRODUCTIONS and grid != GridOptions() and not trains_grid(REPRODUCTIONS[args.name]):
+        print(f"note: {args.name} trains its runs one after the other; --workers/--storage/--study do not apply")
+    summary = run_reproduction(args.name, out, profile=args.profile, seed=args.seed, grid=grid)
     report = Path(out) / "report.md"
     if report.exists():
         print(report.read_text())
@@ -219,8 +229,21 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_worker(args) -> int:
+    from .experiments.grid import is_grid_study, work_grid
     from .experiments.sweep import load_spec, work
 
+    if args.spec is None:
+        if args.storage is None or args.study is None:
+            raise ValueError("nmrnn worker needs --spec (a sweep), or --storage and --study (a sweep or a grid of runs)")
+        _quiet_optuna()
+        if is_grid_study(args.storage, args.study):
+            out = args.out if args.out is not None else (None if "://" in args.storage else Path(args.storage).parent)
+            if out is None:
+                raise ValueError("a grid on a database storage needs --out DIR: the grid's folder (shared by every machine)")
+            done = work_grid(args.storage, args.study, out, ensemble=args.ensemble, progress=not args.no_progress)
+            print(f"worker {os.getpid()}: finished {done} run(s)")
+            return 0
+        raise ValueError(f"study {args.study!r} is a sweep: give its --spec (the sweep folder or spec file)")
     spec = load_spec(args.spec)
     out = args.out if args.out is not None else (args.spec if args.spec.is_dir() else None)
     if out is None:
@@ -231,6 +254,14 @@ def cmd_worker(args) -> int:
                 progress=not args.no_progress)
     print(f"worker {os.getpid()}: finished {done} trial(s)")
     return 0
+
+
+def _grid_arguments(p) -> None:
+    p.add_argument("--workers", type=int, default=1, help="processes training the runs on this machine (default: 1, this process)")
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage of the grid of runs, for workers on other machines (nmrnn worker): a database URL or a journal file (default: OUT/grid.journal)")
+    p.add_argument("--study", default=None, help="study name of the grid (default: the output folder's name)")
+    p.add_argument("--force", action="store_true", help="allow more workers than CPUs")
 
 
 def cmd_list(args) -> int:
@@ -292,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vmap-seeds", dest="vmap_seeds", action="store_true", default=None,
                    help="train each model's seeds as one vmapped ensemble (default: on accelerators only; on CPU sequential measured as fast)")
     p.add_argument("--no-vmap-seeds", dest="vmap_seeds", action="store_false", help="train the seeds one after the other")
+    _grid_arguments(p)
     p.set_defaults(func=cmd_compare)
 
     from .experiments.profiles import PROFILE_NAMES
@@ -304,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="quick", choices=list(PROFILE_NAMES),
                    help="smoke (seconds; exercises every output), quick (default; minutes) or paper (the published scale)")
     p.add_argument("--seed", type=int, default=0)
+    _grid_arguments(p)
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("sweep", help="hyperparameter sweep on Optuna (trials.csv, best.md, summary.json, figures)",
@@ -312,21 +345,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=_path, default=None, help="sweep folder (default: results/sweep-SPEC)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes sharing the study (default: 1, this process)")
     p.add_argument("--n-trials", dest="n_trials", type=int, default=None, help="trials in the study (default: the spec's)")
-    p.add_argument("--storage", default=None, help="Optuna storage: a database URL (sqlite:///f.db, postgresql://...) or a journal file (default: OUT/study.journal)")
+    p.add_argument("--storage", default=None, help="Optuna storage: a database URL (sqlite:///f.db, postgresql+psycopg2://...) or a journal file (default: OUT/study.journal)")
     p.add_argument("--study", default=None, help="study name (default: the folder's name)")
     p.add_argument("--force", action="store_true", help="allow more workers than CPUs")
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("worker", help="join a sweep's study and run trials",
-                       description="Join an Optuna study of a sweep (from any machine that reaches its storage) and run trials until the study has its count.")
-    p.add_argument("--spec", required=True, type=_path, help="the sweep spec: a TOML/JSON file or a sweep folder (its sweep.json)")
+    p = sub.add_parser("worker", help="join a sweep's or a grid's study and run trials",
+                       description="Join an Optuna study (from any machine that reaches its storage) and run its trials: a sweep's until the study has its count, or a grid's runs (of compare or reproduce) until none is left.")
+    p.add_argument("--spec", default=None, type=_path, help="the sweep spec: a TOML/JSON file or a sweep folder (its sweep.json); not needed for a grid")
     p.add_argument("--storage", default=None, help="Optuna storage URL or journal file (default: SPEC_FOLDER/study.journal)")
     p.add_argument("--study", default=None, help="study name (default: the sweep folder's name)")
     p.add_argument("--out", type=_path, default=None, help="folder of the trials' run directories (default: the spec's folder)")
     p.add_argument("--n-trials", dest="n_trials", type=int, default=None, help="trials in the study (default: the spec's)")
     p.add_argument("--worker-index", dest="worker_index", type=int, default=None, help="seeds this worker's sampler (default: the pid)")
+    p.add_argument("--ensemble", dest="ensemble", action="store_true", default=None,
+                   help="grids: train the waiting seeds of one model as one vmapped ensemble (default: on accelerators only)")
+    p.add_argument("--no-ensemble", dest="ensemble", action="store_false", help="grids: one run at a time")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_worker)
 

@@ -21,7 +21,7 @@ import pytest
 from experiment_helpers import TrainingInterrupted, interrupt_training_once, without_timings
 
 from nmrnn.analysis import clamp_preimage, find_saddles, follow_unstable_manifolds
-from nmrnn.experiments import flipflop
+from nmrnn.experiments import flipflop, grid
 from nmrnn.experiments.flipflop import (
     corner_index,
     corner_label,
@@ -349,7 +349,7 @@ def test_smoke_reproduction_resumes_after_an_interruption(tmp_path, monkeypatch,
     uninterrupted run's."""
     reference = smoke_run("flipflop")
     out = tmp_path / "interrupted"
-    interrupt_training_once(monkeypatch, flipflop, after_step=100)
+    interrupt_training_once(monkeypatch, grid, after_step=100)  # the networks train as a grid
     with pytest.raises(TrainingInterrupted):
         run_reproduction("flipflop", out, profile="smoke")
     assert (out / "runs" / "vanilla" / "checkpoint.npz").exists()

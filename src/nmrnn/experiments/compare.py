@@ -33,8 +33,8 @@ from ..tasks import TASKS, make_task
 from ..train.checkpoint import atomic_write_json, atomic_write_text
 from ..train.config import Stage, TrainConfig
 from ..train.guard import FolderLock
-from ..train.loop import default_ensemble_vmap
-from ..train.run import RunSpec, check_run_path, ensure_run, finished_metrics, load_run, train_runs
+from ..train.run import RunSpec, check_run_path, load_run
+from .grid import GridJob, GridOptions, run_grid
 from .profiles import PROFILE_NAMES, Profiles, check_profile
 
 PROFILES = PROFILE_NAMES
@@ -196,14 +196,20 @@ def run_compare(
     progress: bool = False,
     figures: bool = True,
     vmap_seeds: bool | None = None,
+    workers: int = 1,
+    storage: str | None = None,
+    study_name: str | None = None,
+    force: bool = False,
     log=print,
 ) -> dict[str, Any]:
     """Train every model on ``task`` for each seed, then tabulate and plot. Returns the summary.
 
-    ``vmap_seeds``: train the seeds of each model as one vmapped ensemble
-    (:func:`nmrnn.train.fit_ensemble`); ``None`` uses the backend's measured default (sequential
-    on CPU). Either way every seed is an ordinary run directory and an interrupted comparison
-    resumes.
+    The models x seeds are a grid of fixed runs (:func:`nmrnn.experiments.grid.run_grid`):
+    ``workers`` processes train them on this machine, and workers on other machines can join
+    through ``storage`` / ``study_name``; every seed is an ordinary run directory, so the result
+    equals a serial run and an interrupted comparison resumes. ``vmap_seeds``: a worker trains
+    the waiting seeds of a model as one vmapped ensemble (:func:`nmrnn.train.fit_ensemble`);
+    ``None`` uses the backend's measured default (sequential on CPU).
     """
     check_choice("task", task, TASKS)
     check_profile(profile)
@@ -222,16 +228,18 @@ def run_compare(
     if len(set(labels)) != len(labels):
         raise ValueError(f"model labels must be distinct, got {labels}")
 
+    grid = dict(GridOptions(workers, storage, study_name, force, vmap_seeds).kwargs(), progress=progress, log=log)
     out = check_run_path(out_dir)
     with FolderLock(out):
         return _run_compare_locked(task, task_obj, plan, entries, sized, n_seeds, total, task_options,
-                                   profile, out, progress, figures, vmap_seeds, log)
+                                   profile, out, figures, grid, log)
 
 
 def _run_compare_locked(task, task_obj, plan, entries, sized, n_seeds, total, task_options, profile,
-                        out, progress, figures, vmap_seeds, log):
+                        out, figures, grid, log):
     per_model: dict[str, Any] = {}
     run_dirs: dict[str, list[Path]] = {}
+    jobs: list[GridJob] = []
     for entry, n_hidden, count in sized:
         cfg = TrainConfig(
             steps=total,
@@ -242,20 +250,12 @@ def _run_compare_locked(task, task_obj, plan, entries, sized, n_seeds, total, ta
             steps_per_call=min(500, total),
             checkpoint_every=max(500, total // 10),
         )
-        specs = [RunSpec(entry.model, n_hidden, task, cfg, seed, dict(entry.options), task_options) for seed in range(n_seeds)]
-        dirs = [out / "runs" / f"{slug(entry.label)}_seed{seed}" for seed in range(n_seeds)]
-        run_dirs[entry.label] = dirs
-        todo = [i for i, (d, sp) in enumerate(zip(dirs, specs, strict=True)) if finished_metrics(d, sp) is None]
-        if len(todo) > 1 and (default_ensemble_vmap() if vmap_seeds is None else vmap_seeds):
-            log(f"  training {entry.label} (N={n_hidden}, {count} params) seeds {todo} as one ensemble ...")
-            train_runs([dirs[i] for i in todo], [specs[i] for i in todo], resume=True, progress=progress, vmap=True)
-        seeds_out = []
-        for seed, (run_dir, spec) in enumerate(zip(dirs, specs, strict=True)):
-            if seed in todo:
-                log(f"  training {entry.label} (N={n_hidden}, {count} params) seed {seed} ...")
-            else:
-                log(f"  reusing finished run {run_dir}")
-            seeds_out.append(ensure_run(run_dir, spec, progress=progress).metrics)
+        rel = [f"runs/{slug(entry.label)}_seed{seed}" for seed in range(n_seeds)]
+        run_dirs[entry.label] = [out / r for r in rel]
+        if log:
+            log(f"  {entry.label}: N={n_hidden}, {count} params, {n_seeds} seed(s)")
+        jobs += [GridJob(r, RunSpec(entry.model, n_hidden, task, cfg, seed, dict(entry.options), task_options), entry.label)
+                 for seed, r in enumerate(rel)]
         per_model[entry.label] = {
             "model": entry.model,
             "n_hidden": n_hidden,
@@ -263,8 +263,10 @@ def _run_compare_locked(task, task_obj, plan, entries, sized, n_seeds, total, ta
             "steps": cfg.total_steps,
             "schedule": [[st.group, st.steps] for st in cfg.schedule],
             "options": dict(entry.options),
-            "per_seed": seeds_out,
         }
+    metrics = iter(run_grid(jobs, out, **grid))
+    for info in per_model.values():
+        info["per_seed"] = [next(metrics) for _ in range(n_seeds)]
 
     first = next(iter(per_model.values()))["per_seed"][0]
     sets = [k for k, v in first.items() if isinstance(v, dict)]

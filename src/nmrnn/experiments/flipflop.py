@@ -67,6 +67,7 @@ from ..models import param_count, simulate
 from ..plotting.flipflop import plot_flipflop
 from ..train import TrainConfig
 from ..train.run import RunSpec, ensure_run
+from .grid import GridJob, GridOptions, run_grid
 from .profiles import Profiles
 from .registry import check
 
@@ -357,14 +358,18 @@ def _analyse(model, states, outputs, *, key, cfg: FlipFlopSettings, path, title,
     return analysis, summary
 
 
-def run(out_dir: Path, profile: str, seed: int) -> dict[str, Any]:
-    """T8 flip-flop reproduction (registry format): train, find fixed points, check, plot."""
+def run(out_dir: Path, profile: str, seed: int, grid: GridOptions | None = None) -> dict[str, Any]:
+    """T8 flip-flop reproduction (registry format): train, find fixed points, check, plot.
+
+    The networks are trained first, as a grid of runs (``grid``: workers, shared storage)."""
     cfg = PROFILES[profile]
     out_dir = Path(out_dir)
     checks: list[dict] = []
     metrics: dict[str, Any] = {}
     figures: list[str] = []
     task = None
+    jobs = [GridJob(f"runs/{name}", cfg.run_spec(name, seed)) for name in cfg.networks]
+    run_grid(jobs, out_dir, **(grid or GridOptions()).kwargs(), log=None)
     keys = dict(zip(cfg.networks, jr.split(seed_key(seed), len(cfg.networks)), strict=True))
     for name, net in cfg.networks.items():
         _, k_data, k_fp, k_clamp = jr.split(keys[name], 4)

@@ -29,6 +29,7 @@ from ..models import simulate
 from ..tasks.mwg import EXTRAPOLATION_INTERVALS, MeasureWaitGo
 from ..train.run import load_run
 from .compare import run_compare, slug
+from .grid import GridOptions
 from .registry import check
 
 
@@ -55,11 +56,19 @@ def ramp_slope_ratios(model, task: MeasureWaitGo, intervals=EXTRAPOLATION_INTERV
     return slope_ratios(simulate(model, batch.inputs).outputs, batch, task)
 
 
-def run_mwg(out_dir: Path, profile: str, seed: int) -> dict[str, Any]:
+def _grid_kwargs(grid: GridOptions | None) -> dict[str, Any]:
+    if grid is None:
+        return {}
+    kw = grid.kwargs()
+    kw["vmap_seeds"] = kw.pop("ensemble")
+    return kw
+
+
+def run_mwg(out_dir: Path, profile: str, seed: int, grid: GridOptions | None = None) -> dict[str, Any]:
     """R1: the MWG comparison plus the slope analysis and the verdict (registry format)."""
     del seed  # the comparison uses seeds 0..n-1 of each model
     cmp_dir = Path(out_dir) / "comparison"
-    summary = run_compare("mwg", out_dir=cmp_dir, profile=profile, log=_quiet)
+    summary = run_compare("mwg", out_dir=cmp_dir, profile=profile, log=_quiet, **_grid_kwargs(grid))
     task = MeasureWaitGo()
     slope_err: dict[str, float] = {}
     slope_per_seed: dict[str, list[float]] = {}
@@ -93,11 +102,11 @@ def run_mwg(out_dir: Path, profile: str, seed: int) -> dict[str, Any]:
     }
 
 
-def run_eft(out_dir: Path, profile: str, seed: int) -> dict[str, Any]:
+def run_eft(out_dir: Path, profile: str, seed: int, grid: GridOptions | None = None) -> dict[str, Any]:
     """R3: Element Finder at ~500 parameters (registry format)."""
     del seed
     cmp_dir = Path(out_dir) / "comparison"
-    summary = run_compare("eft", out_dir=cmp_dir, profile=profile, log=_quiet)
+    summary = run_compare("eft", out_dir=cmp_dir, profile=profile, log=_quiet, **_grid_kwargs(grid))
     test = {k: v["mean"]["test/loss"] for k, v in summary["models"].items()}
     return {
         "checks": [

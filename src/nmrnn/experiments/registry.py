@@ -69,9 +69,9 @@ class Reproduction:
 def lazy(module: str, attr: str = "run") -> RunFn:
     """A ``run`` function that imports ``nmrnn.experiments.<module>`` only when called."""
 
-    def run(out_dir: Path, profile: str, seed: int) -> dict:
+    def run(out_dir: Path, profile: str, seed: int, **options: Any) -> dict:
         mod = importlib.import_module(f"{__package__}.{module}")
-        return getattr(mod, attr)(out_dir, profile, seed)
+        return getattr(mod, attr)(out_dir, profile, seed, **options)
 
     run.__name__ = f"{module}.{attr}"
     run.target = (f"{__package__}.{module}", attr)  # for checks that the target exists
@@ -132,11 +132,24 @@ def register(rep: Reproduction) -> Reproduction:
     return rep
 
 
-def run_reproduction(name: str, out_dir: str | Path, profile: str = "quick", seed: int = 0) -> dict:
+def trains_grid(rep: Reproduction) -> bool:
+    """Whether the reproduction trains a grid of runs (its ``run`` takes ``grid`` options)."""
+    import inspect
+
+    fn = rep.run
+    if hasattr(fn, "target"):  # a lazy run: look at the function it calls
+        module, attr = fn.target
+        fn = getattr(importlib.import_module(module), attr)
+    return "grid" in inspect.signature(fn).parameters
+
+
+def run_reproduction(name: str, out_dir: str | Path, profile: str = "quick", seed: int = 0, grid=None) -> dict:
     """Run reproduction ``name`` into ``out_dir``; write ``summary.json`` and ``report.md``.
 
-    Returns the summary (the content of ``summary.json``). Raises ``ValueError`` for an unknown
-    name or profile or a negative seed, before anything runs.
+    ``grid`` (:class:`nmrnn.experiments.grid.GridOptions`): workers and storage for the runs of
+    reproductions that train a grid of them (:func:`trains_grid`); the others train one run at a
+    time and ignore it. Returns the summary (the content of ``summary.json``). Raises
+    ``ValueError`` for an unknown name or profile or a negative seed, before anything runs.
     """
     check_choice("reproduction", name, REPRODUCTIONS)
     check_profile(profile)
@@ -144,13 +157,16 @@ def run_reproduction(name: str, out_dir: str | Path, profile: str = "quick", see
     rep = REPRODUCTIONS[name]
     from ..train.guard import FolderLock
     from ..train.run import check_run_path
+    from .grid import GridOptions
 
+    if grid is not None and not isinstance(grid, GridOptions):
+        raise ValueError(f"grid must be GridOptions, got {type(grid).__name__}")
     out = check_run_path(out_dir)
     with FolderLock(out):  # one writer per reproduction folder
-        return _run_locked(rep, out, profile, seed)
+        return _run_locked(rep, out, profile, seed, grid)
 
 
-def _run_locked(rep: Reproduction, out: Path, profile: str, seed: int) -> dict:
+def _run_locked(rep: Reproduction, out: Path, profile: str, seed: int, grid=None) -> dict:
     from ..train.checkpoint import atomic_write_json, atomic_write_text
 
     header = {
@@ -165,7 +181,7 @@ def _run_locked(rep: Reproduction, out: Path, profile: str, seed: int) -> dict:
     started = _dt.datetime.now(_dt.UTC)
     t0 = time.perf_counter()
     try:
-        result = rep.run(out, profile, seed)
+        result = rep.run(out, profile, seed, grid=grid) if grid is not None and trains_grid(rep) else rep.run(out, profile, seed)
         summary = _summarise(header, result)
     except Exception as err:
         failed = dict(header, status="failed", reproduced=False, error=f"{type(err).__name__}: {err}",

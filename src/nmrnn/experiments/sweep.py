@@ -17,8 +17,9 @@ Storage and workers:
   change: a study can be extended).
 * workers ask for trials until ``n_trials`` trials are *claimed* in the storage, counted across
   every process: finished ones (complete, or failed by divergence) plus the running and waiting
-  ones. For journal files the count and the ask happen under one file lock, so the count is met
-  exactly; database storages shared between hosts may overshoot by at most one trial per worker.
+  ones. For journal files the count and the ask happen under one file lock; on database
+  storages a trial asked past the count is *surplus* (failed at once, left out of the counts and
+  results; see :func:`work`), so the count is met exactly on both.
 * a worker killed mid-trial: every trial records its owner's ``pid`` and ``host``; a worker that
   starts (and before each ask) marks the running trials of dead processes on its host as failed
   and enqueues them again. The retry keeps the original trial's number as ``origin``, so it uses
@@ -419,10 +420,34 @@ def open_storage(storage: str):
     if not isinstance(storage, str) or not storage.strip():
         raise ValueError(f"storage must be a database URL or a journal file path, got {storage!r}")
     if _is_url(storage):
-        return optuna.storages.RDBStorage(
-            storage, heartbeat_interval=_HEARTBEAT_INTERVAL, grace_period=_HEARTBEAT_GRACE,
-            failed_trial_callback=_retry_lost,
-        )
+        import sqlalchemy.exc
+
+        try:  # the URL as shown in messages: without its password
+            shown = sqlalchemy.engine.make_url(storage).render_as_string(hide_password=True)
+        except Exception:
+            shown = storage
+        # Optuna 4.9 renamed failed_trial_callback (the old name warns, and goes in 6.0)
+        params = inspect.signature(optuna.storages.RDBStorage).parameters
+        callback = ("heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params
+                    else "failed_trial_callback")
+        try:
+            with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    storage, heartbeat_interval=_HEARTBEAT_INTERVAL, grace_period=_HEARTBEAT_GRACE,
+                    **{callback: _retry_lost},
+                )
+        except ImportError as err:  # the database driver (psycopg2, pymysql, ...) is missing
+            cause = err.__cause__ or err
+            hint = "install its database driver"
+            if storage.startswith("postgres"):  # SQLAlchemy's default driver differs by version
+                hint = "for PostgreSQL: pip install -e \".[postgres]\" and a postgresql+psycopg2:// URL"
+            raise ValueError(f"cannot open the storage {shown}: {cause}; {hint}") from None
+        except sqlalchemy.exc.SQLAlchemyError as err:  # unreachable, refused, bad URL, no database
+            cause = getattr(err, "orig", None) or err
+            lines = [ln.strip() for ln in str(cause).splitlines() if ln.strip()]
+            raise ValueError(f"cannot open the storage {shown}: "
+                             f"{lines[0] if lines else type(cause).__name__}") from None
     path = check_run_path(Path(storage).parent) / Path(storage).name
     if path.is_dir():
         raise IsADirectoryError(f"journal storage {path} is a folder, expected a file")
@@ -468,20 +493,26 @@ def _origin(trial) -> int:
 def claimed(trials) -> dict[int, Any]:
     """``{origin: latest trial}`` of every trial origin that is done or under way: its latest
     trial completed, failed for good, or is running or waiting. A trial lost with its worker and
-    enqueued again counts once, through its retry."""
+    enqueued again counts once, through its retry; surplus trials (see :func:`work`) not at all."""
     import optuna
 
     latest: dict[int, Any] = {}
     for t in sorted(trials, key=lambda t: t.number):
-        latest[_origin(t)] = t
+        if not t.user_attrs.get("surplus"):
+            latest[_origin(t)] = t
     ok = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
           optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
     return {o: t for o, t in latest.items() if t.state in ok and not t.user_attrs.get("lost")}
 
 
 def _retry_lost(study, trial) -> None:
-    """Enqueue a lost trial again with its parameters and origin (Optuna's heartbeat callback)."""
-    study.enqueue_trial(dict(trial.params), user_attrs={"origin": _origin(trial)})
+    """Enqueue a lost trial again (Optuna's heartbeat callback): a sweep's with its parameters and
+    origin, a grid's (:mod:`nmrnn.experiments.grid`) with its run directory."""
+    if "run_dir" in trial.user_attrs:
+        attrs = {k: trial.user_attrs[k] for k in ("run_dir", "group") if k in trial.user_attrs}
+    else:
+        attrs = {"origin": _origin(trial)}
+    study.enqueue_trial(dict(trial.params), user_attrs=attrs)
 
 
 def reap_lost_trials(study, storage) -> list[int]:
@@ -489,14 +520,21 @@ def reap_lost_trials(study, storage) -> list[int]:
 
     A trial is lost when its owner ``pid`` on this host is dead, or when it has had no owner for
     a minute (its worker died between taking it and recording itself). Trials of other hosts are
-    left to the heartbeat of database storages. Returns the numbers of the trials reaped."""
+    left to the heartbeat of database storages. Returns the numbers of the trials reaped.
+
+    The retry is enqueued before the trial is failed: a worker killed in between leaves a running
+    trial of a dead owner (reaped again), never a lost trial without a retry; a trial retried
+    twice (two workers reaping it at once) runs once, the second retry being surplus."""
     import optuna
     from optuna.trial import TrialState
 
     if getattr(storage, "get_heartbeat_interval", lambda: None)():
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():  # "experimental" in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
     host = socket.gethostname()
     now = datetime.datetime.now()
+    study_id = storage.get_study_id_from_name(study.study_name)
     reaped = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid, owner_host = t.user_attrs.get("pid"), t.user_attrs.get("host")
@@ -506,12 +544,16 @@ def reap_lost_trials(study, storage) -> list[int]:
                 continue
         elif owner_host != host or process_alive(int(pid)):
             continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         try:
-            storage.set_trial_user_attr(t._trial_id, "lost", True)
-            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            storage.set_trial_user_attr(trial_id, "lost", True)
         except (RuntimeError, ValueError):  # finished or reaped by another worker meanwhile
             continue
         study.enqueue_trial(dict(t.params), user_attrs={"origin": _origin(t)})
+        try:
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except (RuntimeError, ValueError):  # reaped by another worker meanwhile
+            continue
         reaped.append(t.number)
     return reaped
 
@@ -593,7 +635,15 @@ def work(spec: SweepSpec, out_dir: str | Path, *, storage: str | None = None, st
          n_trials: int | None = None, worker_index: int = 0, progress: bool = False,
          log: Callable[[str], None] | None = print) -> int:
     """One worker: join the study and run trials until ``n_trials`` are claimed across every
-    process sharing the storage. Returns the number of trials this worker finished."""
+    process sharing the storage. Returns the number of trials this worker finished.
+
+    The count is exact on every storage. A journal file serialises count-then-ask under a file
+    lock; on a database another worker may ask between this worker's count and its ask, so each
+    asked trial is checked against the trials numbered before it (Optuna numbers trials in the
+    order they are created, so every worker sees the same ones): a new trial with ``n_trials``
+    origins before it, or a retry whose origin completed or is already being retried by an
+    earlier trial, is *surplus*: failed at once with the user attribute ``surplus`` and left out
+    of the counts, :func:`claimed` and the results."""
     from optuna.trial import TrialState
 
     out = check_run_path(out_dir)
@@ -602,6 +652,7 @@ def work(spec: SweepSpec, out_dir: str | Path, *, storage: str | None = None, st
     study_name = study_name or default_study_name(out)
     st = open_storage(storage)
     study = open_study(spec, st, study_name)
+    study_id = st.get_study_id_from_name(study_name)
     n_existing = len(study.get_trials(deepcopy=False))
     seed = int(np.random.SeedSequence([spec.study_seed, worker_index, n_existing]).generate_state(1)[0])
     study.sampler = make_sampler(spec, seed)
@@ -615,14 +666,37 @@ def work(spec: SweepSpec, out_dir: str | Path, *, storage: str | None = None, st
             waiting = any(t.state == TrialState.WAITING for t in trials)
             if len(claimed(trials)) >= n_trials and not waiting:
                 return done
-            trial = study.ask()
+            with warnings.catch_warnings():  # Optuna's heartbeat note on asking outside optimize
+                warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+                trial = study.ask()
             trial.set_user_attr("pid", os.getpid())
             trial.set_user_attr("host", socket.gethostname())
             if "origin" not in trial.user_attrs:
                 trial.set_user_attr("origin", trial.number)
-        origin = _origin(trial)
+            origin = _origin(trial)
+            others = [t for t in study.get_trials(deepcopy=False)
+                      if t.number != trial.number and not t.user_attrs.get("surplus")]
+            if origin == trial.number:  # a new trial
+                surplus = len({_origin(t) for t in others if t.number < trial.number}) >= n_trials
+            else:  # a retry (enqueued twice when two workers reaped its trial at once)
+                surplus = any(
+                    _origin(t) == origin and (
+                        t.state == TrialState.COMPLETE
+                        or (t.number != origin and t.number < trial.number and not t.user_attrs.get("lost")
+                            and t.state in (TrialState.RUNNING, TrialState.WAITING)))
+                    for t in others
+                )
+            if surplus:
+                trial.set_user_attr("surplus", True)
+                study.tell(trial, state=TrialState.FAIL)
+                if log:
+                    log(f"trial {trial.number} (origin {origin}) is surplus: "
+                        + ("the study has its count" if origin == trial.number else "its origin is taken"))
+                if origin == trial.number:
+                    return done
+                continue
         values = {p.target: p.suggest(trial) for p in spec.params}
-        beat = _Heartbeat(st, trial._trial_id)
+        beat = _Heartbeat(st, st.get_trial_id_from_study_id_trial_number(study_id, trial.number))
         try:
             trial.set_user_attr("run_dirs", [str(trial_dir("", origin, k)) for k in range(spec.seeds_per_trial)])
             trial.set_user_attr("seeds", spec.trial_seeds(origin))
@@ -638,8 +712,9 @@ def work(spec: SweepSpec, out_dir: str | Path, *, storage: str | None = None, st
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the checkpoint is written; retry later
             beat.stop()
             trial.set_user_attr("lost", True)
-            study.tell(trial, state=TrialState.FAIL)
+            # the retry first: killed in between, this trial is reaped (and retried) again
             study.enqueue_trial(values, user_attrs={"origin": origin})
+            study.tell(trial, state=TrialState.FAIL)
             raise
         except BaseException as err:
             beat.stop()
@@ -678,11 +753,11 @@ def run_sweep(
     ``figures/``; returns the summary (with the best-trials ``table``)."""
     if not isinstance(spec, SweepSpec):
         raise ValueError(f"spec must be a SweepSpec, got {type(spec).__name__}")
-    workers = check_positive_int("workers", workers)
-    cpus = os.cpu_count() or 1
-    if workers > cpus and not force:
-        raise ValueError(f"workers={workers} is more than the {cpus} CPUs of this machine; pass force=True (--force) to start them anyway")
+    from .grid import check_storage, check_workers
+
+    workers = check_workers(workers, force)
     n_trials = check_positive_int("n_trials", n_trials if n_trials is not None else spec.n_trials)
+    check_storage(storage)  # an unreachable database is refused before the folder is made
     out = check_run_path(out_dir)
     storage = storage or default_storage(out)
     study_name = study_name or default_study_name(out)
@@ -740,10 +815,13 @@ def _seconds(t) -> float | None:
 
 
 def summarize(study, spec: SweepSpec, out_dir: str | Path, *, storage: str = "", top: int = 5) -> dict[str, Any]:
-    """The study as data: every trial, counts per state, the best ``top`` trials and the table."""
+    """The study as data: every trial, counts per state, the best ``top`` trials and the table.
+    Surplus trials (asked after the count was met, see :func:`work`) are only counted, as
+    ``surplus``."""
     import optuna
 
-    trials = study.get_trials(deepcopy=False)
+    every = study.get_trials(deepcopy=False)
+    trials = [t for t in every if not t.user_attrs.get("surplus")]
     rows = [
         {
             "number": t.number,
@@ -773,6 +851,7 @@ def summarize(study, spec: SweepSpec, out_dir: str | Path, *, storage: str = "",
         "metric": spec.metric,
         "direction": spec.direction,
         "counts": counts,
+        "surplus": len(every) - len(trials),
         "trials": rows,
         "best": best,
         "table": format_best(best, spec),

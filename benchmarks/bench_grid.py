@@ -1,0 +1,123 @@
+"""Wall time of a comparison grid with N local worker processes against 1, in the same run.
+
+The grid: ``nmrnn compare`` on MWG, its four models (NM-RNN, LR-RNN, vanilla RNN, LSTM at the
+paper's parameter-matched sizes and stages) x ``--seeds`` seeds, ``--steps`` optimiser steps per
+model (a short schedule). Every round trains the whole grid from scratch into fresh folders, once
+with 1 worker (this process) and once with ``--workers`` worker processes, alternating which goes
+first; every result is checked equal to the 1-worker result (all metrics but the training time).
+Reported: median wall time of each, and the speed-up (1-worker time / N-worker time). Target on
+the 2-core development machine: >= 1.7x with 2 workers.
+
+``--paper``: instead, one run of the MWG comparison's paper profile (4 models x 10 seeds, the
+paper's step counts: 70k for the staged NM-RNN, 50k for the baselines) with ``--workers``
+workers, timed once (about three quarters of an hour on 2 cores; target < 45 minutes).
+
+Run: ``python benchmarks/bench_grid.py`` (``--no-write`` to print only). Results are appended to
+``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from nmrnn.experiments.compare import run_compare
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def _per_seed_without_times(summary: dict) -> dict:
+    models = json.loads(json.dumps(summary["models"]))
+    for info in models.values():
+        for m in info["per_seed"]:
+            m.pop("train_seconds", None)
+    return models
+
+
+def timed_compare(out: Path, workers: int, **kw) -> tuple[float, dict]:
+    t0 = time.perf_counter()
+    summary = run_compare("mwg", out_dir=out, workers=workers, force=True, figures=False, log=None, **kw)
+    return time.perf_counter() - t0, summary
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--steps", type=int, default=700, help="optimiser steps per model (staged NM-RNN included)")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--paper", action="store_true", help="time the paper profile once with --workers workers")
+    p.add_argument("--out", type=Path, default=None, help="keep the grids here (default: a temporary folder)")
+    p.add_argument("--no-write", action="store_true")
+    args = p.parse_args(argv)
+    root = args.out or Path(tempfile.mkdtemp(prefix="nmrnn-bench-grid-"))
+    load0 = os.getloadavg()[0]
+    stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    machine = (f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), JAX {jax.__version__} "
+               f"on {jax.default_backend()}")
+    if args.paper:
+        out = root / f"paper-{args.workers}w"
+        seconds, summary = timed_compare(out, args.workers, profile="paper")
+        load1 = os.getloadavg()[0]
+        n_runs = sum(len(v["per_seed"]) for v in summary["models"].values())
+        train = sum(m["train_seconds"] for v in summary["models"].values() for m in v["per_seed"])
+        text = (
+            f"## MWG comparison, paper profile, {args.workers} workers ({stamp})\n\n"
+            f"`benchmarks/bench_grid.py --paper`: `run_compare('mwg', profile='paper', workers={args.workers})`, "
+            f"{n_runs} runs (4 models x {summary['seeds']} seeds; NM-RNN {summary['models']['NM-RNN']['steps']} "
+            f"steps in stages, baselines {summary['models']['LR-RNN']['steps']}); {machine}; load average "
+            f"{load0:.1f} at the start, {load1:.1f} at the end.\n\n"
+            f"Wall time: **{seconds / 60:.1f} min** (target < 45 min); the runs' own training time summed: "
+            f"{train / 60:.1f} min, i.e. {train / seconds:.2f} runs training at a time on average.\n\n"
+            "```\n" + summary["table"] + "\n```\n"
+        )
+    else:
+        kw = dict(seeds=args.seeds, steps=args.steps, profile="quick")
+        times: dict[int, list[float]] = {1: [], args.workers: []}
+        ref = None
+        for r in range(args.rounds):
+            order = (1, args.workers) if r % 2 == 0 else (args.workers, 1)
+            for w in order:
+                out = root / f"round{r}-{w}w"
+                seconds, summary = timed_compare(out, w, **kw)
+                times[w].append(seconds)
+                result = _per_seed_without_times(summary)
+                if ref is None:
+                    ref = result
+                elif result != ref:
+                    raise SystemExit(f"round {r}, {w} worker(s): the grid's results differ from the first run")
+                if args.out is None:
+                    shutil.rmtree(out)
+        load1 = os.getloadavg()[0]
+        one, many = float(np.median(times[1])), float(np.median(times[args.workers]))
+        text = (
+            f"## Comparison grid: {args.workers} workers against 1 ({stamp})\n\n"
+            f"`benchmarks/bench_grid.py`: `run_compare('mwg', seeds={args.seeds}, steps={args.steps})` (4 models x "
+            f"{args.seeds} seeds, trained from scratch each time), {args.rounds} rounds alternating the order; "
+            f"every result equal to the first (all metrics but the training time). {machine}; load average "
+            f"{load0:.1f} at the start, {load1:.1f} at the end.\n\n"
+            "| workers | wall time (s, median) | each round (s) | speed-up |\n| ---: | ---: | --- | ---: |\n"
+            f"| 1 | {one:.1f} | {', '.join(f'{t:.1f}' for t in times[1])} | 1.00x |\n"
+            f"| {args.workers} | {many:.1f} | {', '.join(f'{t:.1f}' for t in times[args.workers])} | {one / many:.2f}x |\n\n"
+            f"Speed-up {one / many:.2f}x (target on 2 cores: >= 1.7x with 2 workers).\n"
+        )
+    print(text)
+    if not args.no_write:
+        with open(RESULTS, "a") as f:
+            f.write("\n" + text)
+    if args.out is None and not args.paper:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
