@@ -232,6 +232,10 @@ def cmd_worker(args) -> int:
     from .experiments.grid import is_grid_study, work_grid
     from .experiments.sweep import load_spec, work
 
+    if args.cpu is not None:
+        from .train.guard import pin_to_cpu
+
+        pin_to_cpu(args.cpu)
     if args.spec is None:
         if args.storage is None or args.study is None:
             raise ValueError("nmrnn worker needs --spec (a sweep), or --storage and --study (a sweep or a grid of runs)")
@@ -363,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ensemble", dest="ensemble", action="store_true", default=None,
                    help="grids: train the waiting seeds of one model as one vmapped ensemble (default: on accelerators only)")
     p.add_argument("--no-ensemble", dest="ensemble", action="store_false", help="grids: one run at a time")
+    p.add_argument("--cpu", type=int, default=None, help="run on this CPU only (local workers get one each; the numbers do not change)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_worker)
 

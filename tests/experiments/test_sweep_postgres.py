@@ -1,6 +1,7 @@
 """Sweeps on a real PostgreSQL server: two worker processes share one study, one is killed while
 it trains, and the study still ends with exactly its trial count, no origin lost or completed
-twice; a database that cannot be reached is refused in one line before anything trains.
+twice; a database that cannot be reached is refused in one line before anything trains; a
+comparison's grid of runs shared through the database equals the serial result.
 
 The server is a throwaway one (``initdb`` into a temporary folder, stopped and deleted after the
 module). Without the PostgreSQL server binaries or psycopg2 these tests fail, naming what is
@@ -304,3 +305,25 @@ def test_an_unreachable_database_is_refused_in_one_line(tmp_path):
     else:
         assert "Connection refused" in done.stderr
     assert not (out / "trials").exists()  # nothing trained
+
+
+def test_a_comparison_grid_shared_through_postgres(postgres_url, tmp_path):
+    """The grid of a comparison on the database: 2 workers train it, the result equals the
+    serial one, every run is trained once (a run directory per trial, none repeated)."""
+    from nmrnn.experiments.compare import parse_model_entry, run_compare
+
+    kw = dict(models=[parse_model_entry("vanilla:6"), parse_model_entry("lowrank:6:rank=2")], seeds=2,
+              steps=20, profile="smoke", figures=False, log=None)
+    shared = run_compare("mwg", out_dir=tmp_path / "shared", workers=2, force=True,
+                         storage=postgres_url, study_name="grid-pg", **kw)
+    serial = run_compare("mwg", out_dir=tmp_path / "serial", **kw)
+
+    def per_seed(summary):
+        return {k: [{m: v for m, v in s.items() if m != "train_seconds"} for s in info["per_seed"]]
+                for k, info in summary["models"].items()}
+
+    assert per_seed(shared) == per_seed(serial)
+    study = optuna.load_study(study_name="grid-pg", storage=postgres_url)
+    done = [t.user_attrs["run_dir"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(done) == sorted(f"runs/{m}_seed{s}" for m in ("vanilla-6", "lowrank-6-rank-2") for s in range(2))
+    assert not (tmp_path / "shared" / "grid.journal").exists()  # the database holds the grid

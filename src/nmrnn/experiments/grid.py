@@ -273,7 +273,6 @@ def work_grid(storage: str, study_name: str, out_dir: str | Path, *, ensemble: b
     """One worker of a grid: take waiting runs and train them until none is left. Returns the
     number of runs this worker finished."""
     import optuna
-    from optuna.trial import TrialState
 
     from .sweep import _ask_lock, open_storage
 
@@ -282,30 +281,45 @@ def work_grid(storage: str, study_name: str, out_dir: str | Path, *, ensemble: b
     study = optuna.load_study(study_name=study_name, storage=st)
     jobs = {j.run_dir: j for j in load_grid(study)}
     ensemble = default_ensemble_vmap() if ensemble is None else bool(ensemble)
-    done = 0
+    done, last_group = 0, None
     while True:
         with _ask_lock(storage):
             for job in _reap(study, st):
                 if log:
                     log(f"run {job} was lost with its worker: enqueued again")
-            waiting = sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)),
-                             key=lambda t: t.number)
-            if not waiting:
+            trials = _claim(study, st, last_group, max_ensemble if ensemble else 1)
+            if not trials:
                 return done
-            take = [waiting[0]]
-            if ensemble:
-                group = waiting[0].user_attrs.get("group", "")
-                for t in waiting[1:max_ensemble]:
-                    if t.user_attrs.get("group", "") != group or not group:
-                        break
-                    take.append(t)
-            trials = []
-            for _ in take:
-                trial = study.ask()
+            for trial in trials:
                 trial.set_user_attr("pid", os.getpid())
                 trial.set_user_attr("host", socket.gethostname())
-                trials.append(trial)
+        last_group = trials[0].user_attrs.get("group", "")
         done += _train_trials(study, st, trials, jobs, out, progress, log)
+
+
+def _claim(study, storage, last_group: str | None, most: int) -> list:
+    """Take up to ``most`` waiting runs of one group, chosen so that runs of a model are trained
+    where that model is already compiled: the group this worker trained last, else a group no
+    other worker is training, else the oldest waiting run. Returns their trials (running now)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    waiting = sorted((t for t in trials if t.state == TrialState.WAITING), key=lambda t: t.number)
+    if not waiting:
+        return []
+    busy = {t.user_attrs.get("group", "") for t in trials if t.state == TrialState.RUNNING}
+    group_of = lambda t: t.user_attrs.get("group", "")  # noqa: E731
+    first = next((t for t in waiting if last_group and group_of(t) == last_group), None)
+    first = first or next((t for t in waiting if group_of(t) and group_of(t) not in busy), None) or waiting[0]
+    group = group_of(first)
+    picks = [first] + ([t for t in waiting if t is not first and group and group_of(t) == group][: most - 1])
+    claimed = []
+    for t in picks:
+        trial_id = _trial_id(study, storage, t)
+        if storage.set_trial_state_values(trial_id, TrialState.RUNNING):  # False: taken meanwhile
+            claimed.append(optuna.trial.Trial(study, trial_id))
+    return claimed
 
 
 def _train_trials(study, storage, trials, jobs: dict[str, GridJob], out: Path, progress: bool, log) -> int:
@@ -458,12 +472,18 @@ def _collect(study, jobs: Sequence[GridJob], out: Path) -> list[dict]:
     return results
 
 
+def _cpu_option(i: int, workers: int) -> list[str]:
+    """``--cpu`` for local worker ``i``: one CPU each while there are enough of them."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return ["--cpu", str(cpus[i])] if workers <= len(cpus) and workers > 1 else []
+
+
 def _run_workers(storage: str, study_name: str, out: Path, workers: int, ensemble: bool | None, log) -> None:
     cmd = [sys.executable, "-m", "nmrnn.cli", "worker", "--storage", storage, "--study", study_name,
            "--out", str(out), "--no-progress"]
     if ensemble is not None:
         cmd.append("--ensemble" if ensemble else "--no-ensemble")
-    procs = [subprocess.Popen(cmd) for _ in range(workers)]
+    procs = [subprocess.Popen([*cmd, *_cpu_option(i, workers)]) for i in range(workers)]
     if log:
         log(f"  started {workers} workers (pids {', '.join(str(p.pid) for p in procs)})")
     try:

@@ -786,7 +786,9 @@ def run_sweep(
 def _run_workers(out: Path, storage: str, study_name: str, n_trials: int, workers: int, log) -> None:
     cmd = [sys.executable, "-m", "nmrnn.cli", "worker", "--storage", storage, "--study", study_name,
            "--spec", str(out), "--out", str(out), "--n-trials", str(n_trials), "--no-progress"]
-    procs = [subprocess.Popen([*cmd, "--worker-index", str(i)]) for i in range(workers)]
+    from .grid import _cpu_option
+
+    procs = [subprocess.Popen([*cmd, "--worker-index", str(i), *_cpu_option(i, workers)]) for i in range(workers)]
     if log:
         log(f"started {workers} workers (pids {', '.join(str(p.pid) for p in procs)}) on {storage}")
     try:
