@@ -327,8 +327,10 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path, capsys):
 
 
 def test_two_concurrent_writers_one_refused(tmp_path):
+    """The first writer trains far longer than the second needs to start (however fast the
+    machine), is still running when the second is refused, and then stops cleanly on SIGTERM."""
     out = tmp_path / "r"
-    cmd = [sys.executable, "-m", "nmrnn.cli", "train", *[a if a != "20" else "400" for a in TINY], "--out", str(out)]
+    cmd = [sys.executable, "-m", "nmrnn.cli", "train", *[a if a != "20" else "1000000" for a in TINY], "--out", str(out)]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(600):
@@ -339,9 +341,11 @@ def test_two_concurrent_writers_one_refused(tmp_path):
         assert second.returncode == 2, second.stderr
         assert f"in use by process {first.pid}" in second.stderr
         assert "Traceback" not in second.stderr
+        assert first.poll() is None  # undisturbed
     finally:
+        first.send_signal(signal.SIGTERM)
         first.wait(timeout=300)
-    assert first.returncode == 0
+    assert first.returncode == 143, first.stderr.read()
 
 
 # ------------------------------------------------------------------------------------------------
