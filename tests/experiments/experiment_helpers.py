@@ -1,8 +1,10 @@
-"""Helpers of the reproduction tests: interrupting a reproduction's training once, and comparing
-summaries without their wall-clock timings."""
+"""Helpers of the experiment tests: interrupting a reproduction's training once, comparing
+summaries without their wall-clock timings, and the environment of CLI subprocesses."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 TIMING_KEYS = frozenset({"train_seconds", "seconds", "elapsed_s", "started"})
@@ -41,3 +43,12 @@ def without_timings(obj: Any) -> Any:
     if isinstance(obj, list):
         return [without_timings(v) for v in obj]
     return obj
+
+
+def subprocess_env() -> dict[str, str]:
+    """This environment with the repository's ``src`` first on ``PYTHONPATH``, for ``python -m
+    nmrnn.cli`` subprocesses."""
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    return env

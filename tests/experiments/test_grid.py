@@ -4,7 +4,6 @@ fails the grid after the others, and bad options are refused before anything run
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from experiment_helpers import subprocess_env, without_timings
 
 from nmrnn.cli import main
 from nmrnn.experiments.compare import parse_model_entry, run_compare
@@ -34,21 +34,6 @@ def _jobs(n=3, steps=30, lr=1e-2):
     return [GridJob(f"runs/v_seed{s}", RunSpec("vanilla", 6, "mwg", _cfg(steps, lr), s), "v") for s in range(n)]
 
 
-def _env():
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[2] / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def _without_times(summary):
-    models = json.loads(json.dumps(summary["models"]))
-    for info in models.values():
-        for m in info["per_seed"]:
-            m.pop("train_seconds", None)
-    return models
-
-
 def _study(out: Path, name: str):
     from optuna.storages.journal import JournalFileBackend
 
@@ -60,7 +45,7 @@ def test_compare_with_two_workers_equals_the_serial_result(tmp_path):
     kw = dict(models=MODELS, seeds=2, steps=30, profile="smoke", figures=False, log=None)
     serial = run_compare("mwg", out_dir=tmp_path / "serial", **kw)
     parallel = run_compare("mwg", out_dir=tmp_path / "parallel", workers=2, force=True, **kw)
-    assert _without_times(serial) == _without_times(parallel)
+    assert without_timings(serial["models"]) == without_timings(parallel["models"])
     assert serial["table"] == parallel["table"]
     trials = _study(tmp_path / "parallel", "parallel").get_trials()
     assert sorted(t.user_attrs["run_dir"] for t in trials) == sorted(
@@ -68,7 +53,7 @@ def test_compare_with_two_workers_equals_the_serial_result(tmp_path):
     assert {t.user_attrs["pid"] for t in trials} != {os.getpid()}  # trained by the worker processes
     # a second call trains nothing: every run directory is finished
     again = run_compare("mwg", out_dir=tmp_path / "parallel", workers=2, force=True, **kw)
-    assert _without_times(again) == _without_times(parallel)
+    assert without_timings(again["models"]) == without_timings(parallel["models"])
     assert len(_study(tmp_path / "parallel", "parallel").get_trials()) == len(trials)
 
 
@@ -80,7 +65,7 @@ def test_a_worker_joins_a_grid_from_its_storage(tmp_path):
     for j in jobs:
         study.enqueue_trial({}, user_attrs={"run_dir": j.run_dir, "group": j.group})
     r = subprocess.run([sys.executable, "-m", "nmrnn.cli", "worker", "--storage", str(out / "grid.journal"),
-                        "--study", "shared", "--no-progress"], env=_env(), capture_output=True, text=True, timeout=300)
+                        "--study", "shared", "--no-progress"], env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "finished 2 run(s)" in r.stdout
     lines = []
@@ -98,7 +83,7 @@ def test_a_killed_worker_is_retried_and_its_run_resumes(tmp_path):
     for j in jobs:
         study.enqueue_trial({}, user_attrs={"run_dir": j.run_dir, "group": j.group})
     proc = subprocess.Popen([sys.executable, "-m", "nmrnn.cli", "worker", "--storage", storage, "--study", "k",
-                             "--no-progress"], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--no-progress"], env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpt = out / jobs[0].run_dir / "checkpoint.npz"
     deadline = time.monotonic() + 180
     try:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from experiment_helpers import subprocess_env
 
 from nmrnn.cli import main
 from nmrnn.experiments.sweep import SweepSpec, claimed, load_spec, run_sweep
@@ -62,13 +63,6 @@ def _study(out: Path):
 
     storage = optuna.storages.JournalStorage(JournalFileBackend(str(out / "study.journal")))
     return optuna.load_study(study_name=out.resolve().name, storage=storage)
-
-
-def _env():
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[2] / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    return env
 
 
 def _complete_origins(trials):
@@ -150,7 +144,7 @@ def test_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path):
     spec_file.write_text(TOML.format(n_trials=4, steps=400))
     out = tmp_path / "kill"
     proc = subprocess.Popen([sys.executable, "-m", "nmrnn.cli", "sweep", str(spec_file), "--out", str(out),
-                             "--no-figures", "--no-progress"], env=_env(),
+                             "--no-figures", "--no-progress"], env=subprocess_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     first = None
     deadline = time.monotonic() + 120

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
+from experiment_helpers import subprocess_env
 
 from nmrnn.experiments.sweep import (
     claimed,
@@ -172,13 +173,6 @@ def postgres_url():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _env():
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[2] / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def _tail(path: Path) -> str:
     return path.read_text()[-1500:] if path.exists() else ""
 
@@ -220,7 +214,7 @@ def test_two_workers_share_a_postgres_study_and_survive_a_killed_worker(postgres
 
     def start(i: int) -> subprocess.Popen:
         with logs[i].open("w") as f:
-            return subprocess.Popen([*worker, "--worker-index", str(i)], env=_env(), stdout=f,
+            return subprocess.Popen([*worker, "--worker-index", str(i)], env=subprocess_env(), stdout=f,
                                     stderr=subprocess.STDOUT)
 
     workers = {p.pid: p for p in (start(0), start(1))}
@@ -237,7 +231,7 @@ def test_two_workers_share_a_postgres_study_and_survive_a_killed_worker(postgres
                 p.wait()
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     if len(complete) < N_TRIALS:  # the survivor left before it reaped the killed trial: restart one
-        restarted = subprocess.run([*worker, "--worker-index", "2"], env=_env(), capture_output=True,
+        restarted = subprocess.run([*worker, "--worker-index", "2"], env=subprocess_env(), capture_output=True,
                                    text=True, timeout=150)
         assert restarted.returncode == 0, restarted.stdout[-1500:] + restarted.stderr[-1500:]
 
@@ -294,7 +288,7 @@ def test_an_unreachable_database_is_refused_in_one_line(tmp_path):
     out = tmp_path / "X"
     done = subprocess.run([sys.executable, "-m", "nmrnn.cli", "sweep", str(spec_file), "--out", str(out),
                            "--storage", url, "--no-progress", "--no-figures"],
-                          env=_env(), capture_output=True, text=True, timeout=120)
+                          env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith(f"nmrnn sweep: error: cannot open the storage {url}: ")

@@ -483,9 +483,16 @@ def _run_workers(storage: str, study_name: str, out: Path, workers: int, ensembl
            "--out", str(out), "--no-progress"]
     if ensemble is not None:
         cmd.append("--ensemble" if ensemble else "--no-ensemble")
-    procs = [subprocess.Popen([*cmd, *_cpu_option(i, workers)]) for i in range(workers)]
+    run_local_workers([[*cmd, *_cpu_option(i, workers)] for i in range(workers)], log)
+
+
+def run_local_workers(cmds: Sequence[Sequence[str]], log, where: str = "") -> None:
+    """Start one worker process per command line and wait for all of them (sweeps and grids). On
+    an interrupt the workers are terminated (they stop cleanly at their next checkpoint); a worker
+    that fails raises ``RuntimeError`` naming it."""
+    procs = [subprocess.Popen(list(c)) for c in cmds]
     if log:
-        log(f"  started {workers} workers (pids {', '.join(str(p.pid) for p in procs)})")
+        log(f"  started {len(procs)} workers (pids {', '.join(str(p.pid) for p in procs)}){where}")
     try:
         codes = [p.wait() for p in procs]
     except BaseException:

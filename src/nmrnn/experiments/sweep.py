@@ -52,7 +52,6 @@ import json
 import math
 import os
 import socket
-import subprocess
 import sys
 import threading
 import tomllib
@@ -784,25 +783,12 @@ def run_sweep(
 
 
 def _run_workers(out: Path, storage: str, study_name: str, n_trials: int, workers: int, log) -> None:
+    from .grid import _cpu_option, run_local_workers
+
     cmd = [sys.executable, "-m", "nmrnn.cli", "worker", "--storage", storage, "--study", study_name,
            "--spec", str(out), "--out", str(out), "--n-trials", str(n_trials), "--no-progress"]
-    from .grid import _cpu_option
-
-    procs = [subprocess.Popen([*cmd, "--worker-index", str(i), *_cpu_option(i, workers)]) for i in range(workers)]
-    if log:
-        log(f"started {workers} workers (pids {', '.join(str(p.pid) for p in procs)}) on {storage}")
-    try:
-        codes = [p.wait() for p in procs]
-    except BaseException:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            p.wait()
-        raise
-    bad = [(i, c) for i, c in enumerate(codes) if c != 0]
-    if bad:
-        raise RuntimeError("worker(s) failed: " + ", ".join(f"worker {i} exit code {c}" for i, c in bad))
+    run_local_workers([[*cmd, "--worker-index", str(i), *_cpu_option(i, workers)] for i in range(workers)],
+                      log, where=f" on {storage}")
 
 
 # ----------------------------------------------------------------------------------------------
