@@ -2,11 +2,13 @@
 
 The grid: ``nmrnn compare`` on MWG, its four models (NM-RNN, LR-RNN, vanilla RNN, LSTM at the
 paper's parameter-matched sizes and stages) x ``--seeds`` seeds, ``--steps`` optimiser steps per
-model (a short schedule). Every round trains the whole grid from scratch into fresh folders, once
-with 1 worker and once with ``--workers`` worker processes, alternating which goes first, each as
-``nmrnn compare`` in a fresh process (compilation included, as a user runs it); every result is checked equal to the 1-worker result (all metrics but the training time).
-Reported: median wall time of each, and the speed-up (1-worker time / N-worker time). Target on
-the 2-core development machine: >= 1.7x with 2 workers.
+model (a short schedule). Every round trains the whole grid from scratch into fresh folders, with
+1 worker and with ``--workers`` worker processes, each with a cold compiled-program cache (an empty
+folder: a first run, everything compiled) and a warm one (filled by an untimed run beforehand: a
+second run), alternating the order between rounds, each as ``nmrnn compare`` in a fresh process
+(as a user runs it); every result is checked equal to the first (all metrics but the training
+time). Reported: median wall time of each, and the speed-ups (1-worker time / N-worker time).
+Target on the 2-core development machine: >= 1.7x with 2 workers.
 
 ``--paper``: instead, one run of the MWG comparison's paper profile (4 models x 10 seeds, the
 paper's step counts: 70k for the staged NM-RNN, 50k for the baselines) with ``--workers``
@@ -44,18 +46,20 @@ def _per_seed_without_times(summary: dict) -> dict:
     return models
 
 
-def timed_compare(out: Path, workers: int, *, profile: str, seeds: int | None = None,
+def timed_compare(out: Path, workers: int, *, profile: str, cache: Path, seeds: int | None = None,
                   steps: int | None = None) -> tuple[float, dict]:
-    """``nmrnn compare`` in a fresh process (as a user runs it: every process compiles its own
-    programs), timed from start to exit; returns the wall time and the summary."""
+    """``nmrnn compare`` in a fresh process with its compiled-program cache in ``cache`` (an empty
+    folder: every process compiles what it runs, as on a first run), timed from start to exit;
+    returns the wall time and the summary."""
     cmd = [sys.executable, "-m", "nmrnn.cli", "compare", "--task", "mwg", "--profile", profile, "--out", str(out),
            "--workers", str(workers), "--force", "--no-figures", "--no-progress"]
     if seeds is not None:
         cmd += ["--seeds", str(seeds)]
     if steps is not None:
         cmd += ["--steps", str(steps)]
+    env = {**os.environ, "NMRNN_COMPILATION_CACHE": str(cache)}
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
     seconds = time.perf_counter() - t0
     return seconds, json.loads((out / "summary.json").read_text())
 
@@ -78,7 +82,8 @@ def main(argv=None) -> None:
                f"on {jax.default_backend()}")
     if args.paper:
         out = root / f"paper-{args.workers}w"
-        seconds, summary = timed_compare(out, args.workers, profile="paper", seeds=args.paper_seeds)
+        seconds, summary = timed_compare(out, args.workers, profile="paper", cache=root / "cache-paper",
+                                         seeds=args.paper_seeds)
         load1 = os.getloadavg()[0]
         n_runs = sum(len(v["per_seed"]) for v in summary["models"].values())
         train = sum(m["train_seconds"] for v in summary["models"].values() for m in v["per_seed"])
@@ -100,33 +105,42 @@ def main(argv=None) -> None:
         )
     else:
         kw = dict(seeds=args.seeds, steps=args.steps, profile="quick")
-        times: dict[int, list[float]] = {1: [], args.workers: []}
+        warm = root / "cache-warm"
+        timed_compare(root / "warm-up", 1, cache=warm, **kw)  # fills the warm cache, not timed
+        variants = [(1, "cold"), (args.workers, "cold"), (1, "warm"), (args.workers, "warm")]
+        times: dict[tuple[int, str], list[float]] = {v: [] for v in variants}
         ref = None
         for r in range(args.rounds):
-            order = (1, args.workers) if r % 2 == 0 else (args.workers, 1)
-            for w in order:
-                out = root / f"round{r}-{w}w"
-                seconds, summary = timed_compare(out, w, **kw)
-                times[w].append(seconds)
+            for w, c in variants if r % 2 == 0 else variants[::-1]:
+                out = root / f"round{r}-{w}w-{c}"
+                cache = warm if c == "warm" else root / f"cache-round{r}-{w}w"
+                seconds, summary = timed_compare(out, w, cache=cache, **kw)
+                times[(w, c)].append(seconds)
                 result = _per_seed_without_times(summary)
                 if ref is None:
                     ref = result
                 elif result != ref:
-                    raise SystemExit(f"round {r}, {w} worker(s): the grid's results differ from the first run")
+                    raise SystemExit(f"round {r}, {w} worker(s), {c} cache: the grid's results differ from the first run")
                 if args.out is None:
                     shutil.rmtree(out)
         load1 = os.getloadavg()[0]
-        one, many = float(np.median(times[1])), float(np.median(times[args.workers]))
+        med = {v: float(np.median(t)) for v, t in times.items()}
+        rows = "".join(
+            f"| {w} | {c} | {med[(w, c)]:.1f} | {', '.join(f'{t:.1f}' for t in times[(w, c)])} | "
+            f"{med[(1, c)] / med[(w, c)]:.2f}x |\n" for w, c in variants)
         text = (
             f"## Comparison grid: {args.workers} workers against 1 ({stamp})\n\n"
             f"`benchmarks/bench_grid.py`: `nmrnn compare --task mwg --seeds {args.seeds} --steps {args.steps} --workers W` (4 models x "
             f"{args.seeds} seeds, trained from scratch in a fresh process each time), {args.rounds} rounds alternating the order; "
+            "with a cold compiled-program cache (an empty folder per run: a first run) and a warm one (filled by an untimed "
+            "run of the same grid: a second run, or a grid whose programs were compiled before); "
             f"every result equal to the first (all metrics but the training time). {machine}; load average "
             f"{load0:.1f} at the start, {load1:.1f} at the end.\n\n"
-            "| workers | wall time (s, median) | each round (s) | speed-up |\n| ---: | ---: | --- | ---: |\n"
-            f"| 1 | {one:.1f} | {', '.join(f'{t:.1f}' for t in times[1])} | 1.00x |\n"
-            f"| {args.workers} | {many:.1f} | {', '.join(f'{t:.1f}' for t in times[args.workers])} | {one / many:.2f}x |\n\n"
-            f"Speed-up {one / many:.2f}x (target on 2 cores: >= 1.7x with 2 workers).\n"
+            "| workers | cache | wall time (s, median) | each round (s) | speed-up over 1 worker |\n"
+            "| ---: | --- | ---: | --- | ---: |\n" + rows + "\n"
+            f"Speed-up with {args.workers} workers: {med[(1, 'cold')] / med[(args.workers, 'cold')]:.2f}x cold, "
+            f"{med[(1, 'warm')] / med[(args.workers, 'warm')]:.2f}x warm; a warm cache makes 1 worker "
+            f"{med[(1, 'cold')] / med[(1, 'warm')]:.2f}x faster (target on 2 cores: >= 1.7x with 2 workers).\n"
         )
     print(text)
     if not args.no_write:

@@ -401,8 +401,11 @@ def main(argv: list[str] | None = None) -> int:
         if exc.code == 0:
             raise
         return 2
+    from .runtime import enable_compilation_cache
     from .train.guard import FolderLockedError, Interrupted
     from .train.loop import NonFiniteLossError
+
+    enable_compilation_cache()  # compiled programs shared by this command's runs and the next
 
     def on_term(signum, frame):
         raise Interrupted(signum)
