@@ -162,7 +162,9 @@ def test_vanilla_closed_form_memories_saddles_and_connections():
     np.testing.assert_allclose(res.stable_readouts, corners(3)[cm.stable_corners], atol=1e-5)
     assert cm.corner_errors.max() < 1e-5
     # saddles: one unstable direction per zero coordinate, eigenvalue w (1 - tanh(0)^2) = w
-    n_zero = np.sum(np.abs(fp.points[res.saddle_index]) < 1e-6, axis=1)
+    # zero coordinates (the others are beyond +-1); the points are accurate to the finder's
+    # tolerance q <= 1e-10, i.e. to about 1e-5 along weakly unstable directions
+    n_zero = np.sum(np.abs(fp.points[res.saddle_index]) < 1e-3, axis=1)
     np.testing.assert_array_equal(res.n_unstable, n_zero)
     assert sorted(res.n_unstable.tolist()) == [1] * 12 + [2] * 6
     np.testing.assert_allclose(np.abs(res.unstable_eigenvalues), W_GAIN, atol=1e-5)
@@ -174,13 +176,15 @@ def test_vanilla_closed_form_memories_saddles_and_connections():
     ends = cm.end_corners
     for q in np.flatnonzero(res.n_unstable == 1):
         point = fp.points[res.saddle_index[q]]
-        bit = int(np.flatnonzero(np.abs(point) < 1e-6)[0])
+        bit = int(np.flatnonzero(np.abs(point) < 1e-3)[0])
         expect = {
             int(corner_index(np.where(np.arange(3) == bit, s, np.sign(point))[None])[0])
             for s in (-1.0, 1.0)
         }
         assert set(ends[q].tolist()) == expect
-    assert res.end_distances.max() < 1e-5
+    # (a face saddle of this exactly symmetric network has two equal unstable eigenvalues; from
+    # the exact point, its leading eigenvector can lead to an edge saddle instead of a corner)
+    assert res.end_distances[res.n_unstable == 1].max() < 1e-5
     assert len(cm.edges) == 12 and all(bin(a ^ b).count("1") == 1 for a, b in cm.edges)
     # the generic view: 12 pairs of stable points joined, each a one-bit pair of corners
     pairs = res.joined_pairs(1)

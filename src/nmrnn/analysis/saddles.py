@@ -7,8 +7,8 @@ that structure for any recurrent model of the library at a constant input.
 
 Method
 ------
-:func:`find_saddles` searches the fixed points of the one-step map ``x -> F(x, u)`` in two passes
-of :func:`nmrnn.analysis.find_fixed_points` (Levenberg-Marquardt on ``q = 0.5 ||F(x) - x||^2``):
+:func:`find_saddles` searches the fixed points of the one-step map ``x -> F(x, u)`` with
+:func:`nmrnn.analysis.find_fixed_points` and its default two-pass search (``search="between"``):
 
 1. from states sampled along the network's own trajectories
    (:func:`nmrnn.analysis.sample_states`, plus Gaussian noise), which finds the memories;
@@ -29,7 +29,6 @@ Units: time in steps; eigenvalues are those of the one-step map (``|lambda| > 1`
 
 from __future__ import annotations
 
-import itertools
 from typing import Any, NamedTuple
 
 import jax
@@ -41,6 +40,7 @@ from jaxtyping import PRNGKeyArray
 from .._validation import check_nonnegative, check_positive, check_positive_int
 from .fixed_points import (
     STABILITY_LABELS,
+    FixedPointReport,
     FixedPoints,
     find_fixed_points,
     make_system,
@@ -55,7 +55,7 @@ class SaddleAnalysis(NamedTuple):
 
     Attributes:
         fixed_points: every unique point of the final search (:class:`~nmrnn.analysis.FixedPoints`).
-        first_pass: the search from trajectory samples only (its ``report`` accounts for them).
+        first_pass: the report of the search from the trajectory samples (it accounts for them).
         stable_index: ``(S,)`` indices of the stable points in ``fixed_points``.
         saddle_index: ``(Q,)`` indices of the saddles.
         stable_readouts: ``(S, O)`` the readout at each stable point.
@@ -73,7 +73,7 @@ class SaddleAnalysis(NamedTuple):
     """
 
     fixed_points: FixedPoints
-    first_pass: FixedPoints
+    first_pass: FixedPointReport
     stable_index: np.ndarray
     saddle_index: np.ndarray
     stable_readouts: np.ndarray
@@ -187,7 +187,7 @@ def find_saddles(
         clamp: state fields held fixed, ``{field: value}`` (see
             :func:`nmrnn.analysis.find_fixed_points`).
         n_samples: initial states drawn from ``states`` for the first pass.
-        noise_scale: standard deviation of the Gaussian noise added to every initial state.
+        noise_scale: standard deviation of the Gaussian noise added to the sampled states.
         interp_fractions: positions on the segment between two stable points used as initial
             states of the second pass (0 and 1 are the end points).
         eps: distance from a saddle along its unstable eigenvector where the manifold is started.
@@ -213,23 +213,12 @@ def find_saddles(
         )
     system = make_system(model, kind="map", clamp=clamp)
     u = _constant_input(model, inputs, jnp.result_type(float))
-    k_sample, k_noise = jr.split(key)
+    k_sample, _ = jr.split(key)
 
     inits = sample_states(states, n_samples, key=k_sample, noise_scale=noise_scale)
-    first = find_fixed_points(model, inits, u, clamp=clamp, **find_options)
-    stable1 = first.points[[i for i, s in enumerate(first.stability) if s == "stable"]]
-    # pass 2: pass 1's points (its initial states if it found none) and the segments between
-    # every pair of its stable points
-    seeds = [first.points if first.n_points else np.asarray(system.from_state(inits))]
-    if len(stable1) >= 2:
-        pairs = list(itertools.combinations(range(len(stable1)), 2))
-        seg = np.asarray(
-            [(1 - f) * stable1[i] + f * stable1[j] for i, j in pairs for f in fractions]
-        )
-        seg = np.concatenate([seg, stable1.mean(axis=0, keepdims=True)])
-        seg = seg + noise_scale * np.asarray(jr.normal(k_noise, seg.shape))
-        seeds.append(seg)
-    final = find_fixed_points(model, np.concatenate(seeds), u, clamp=clamp, **find_options)
+    options = {"search": "between", **find_options}
+    final = find_fixed_points(model, inits, u, clamp=clamp, between_fractions=fractions, **options)
+    first = final.report.first_pass or final.report
 
     labels = np.asarray(final.stability, dtype=object)
     stable_idx = np.flatnonzero(labels == "stable")
@@ -296,9 +285,10 @@ def saddles_by_unstable_dims(n_unstable: Any, up_to: int) -> dict[str, int]:
     return out
 
 
-def search_report(fp: FixedPoints) -> dict[str, int]:
-    """The counts of a search's :class:`~nmrnn.analysis.FixedPointReport`."""
-    r = fp.report
+def search_report(fp: FixedPoints | FixedPointReport) -> dict[str, int]:
+    """The counts of a search's :class:`~nmrnn.analysis.FixedPointReport` (or of the report of a
+    :class:`~nmrnn.analysis.FixedPoints`)."""
+    r = fp.report if isinstance(fp, FixedPoints) else fp
     return {
         "candidates": r.n_candidates,
         "converged": r.n_converged,
