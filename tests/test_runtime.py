@@ -29,8 +29,11 @@ def test_cache_folder_from_the_environment(monkeypatch, tmp_path):
 
 
 def _train(out: Path, cache: str, cpus: str | None = None) -> np.lib.npyio.NpzFile:
+    # every program cached, however long it took to compile (the default threshold of 0.1 s would
+    # make the set of cached programs depend on the machine's load)
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": SRC, "NMRNN_COMPILATION_CACHE": cache,
-           "HOME": str(out.parent), "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+           "HOME": str(out.parent), "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     cmd = [sys.executable, "-m", "nmrnn.cli", "train", "--model", "nmrnn", "--task", "mwg", "--hidden", "12",
            "--steps", "30", "--no-progress", "--out", str(out)]
     if cpus is not None:

@@ -401,11 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         if exc.code == 0:
             raise
         return 2
-    from .runtime import enable_compilation_cache
     from .train.guard import FolderLockedError, Interrupted
     from .train.loop import NonFiniteLossError
-
-    enable_compilation_cache()  # compiled programs shared by this command's runs and the next
 
     def on_term(signum, frame):
         raise Interrupted(signum)
@@ -448,7 +445,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """The ``nmrnn`` console script: :func:`main`, then exit. After a signal it leaves without the
-    interpreter's teardown (compiled-code threads may still be running then)."""
+    interpreter's teardown (compiled-code threads may still be running then). The command keeps
+    its compiled programs in the on-disk cache of :mod:`nmrnn.runtime` (a Python caller of
+    :func:`main` keeps its own JAX settings)."""
+    from .runtime import enable_compilation_cache
+
+    enable_compilation_cache()  # compiled programs shared by this command's runs and the next
     code = main()
     if code in (130, 143):
         sys.stdout.flush()

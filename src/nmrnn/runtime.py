@@ -11,7 +11,11 @@ Where: ``$NMRNN_COMPILATION_CACHE`` if set (``off`` disables it), else
 of usable CPUs. The CPU count is part of the key because XLA's CPU compiler splits loops over the
 CPUs it can use when the process starts, which changes the last bits of some results: a program
 compiled in a process confined to one CPU must not be reused by one that has two. A JAX cache
-directory chosen by the user (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is respected as is.
+directory chosen by the user (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is respected as is,
+and so is ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` (default here: programs that took over
+0.1 s to compile). The ``nmrnn`` command switches the cache on; a Python program calling
+:func:`nmrnn.cli.main` or the library keeps its own JAX settings unless it calls
+:func:`enable_compilation_cache`.
 
 The numbers do not depend on the cache: a program loaded from it is the program the compiler
 would have produced (tested).
@@ -70,5 +74,6 @@ def enable_compilation_cache(path: str | Path | None = None) -> Path | None:
     except OSError:
         return None  # a read-only home: compile as usual
     jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:  # else the user's choice
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     return folder
