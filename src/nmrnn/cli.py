@@ -390,10 +390,12 @@ def _describe(exc: BaseException) -> str:
     return " ".join(text.split("\n")[0:1]) if isinstance(exc, OSError) else text
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, compilation_cache: bool = False) -> int:
     """Run the command line; returns the exit code: 0 done, 2 bad input (refused before anything
     is written), 1 a failure at run time, 130/143 stopped by SIGINT/SIGTERM (checkpoint intact).
-    No traceback reaches the user unless ``--debug`` is given."""
+    No traceback reaches the user unless ``--debug`` is given. ``compilation_cache``: keep the
+    compiled programs in the on-disk cache of :mod:`nmrnn.runtime` (the ``nmrnn`` command does;
+    a Python caller keeps its own JAX settings by default)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -401,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
         if exc.code == 0:
             raise
         return 2
+    if compilation_cache:
+        from .runtime import enable_compilation_cache
+
+        enable_compilation_cache()  # compiled programs shared by this command's runs and the next
     from .train.guard import FolderLockedError, Interrupted
     from .train.loop import NonFiniteLossError
 
@@ -446,12 +452,8 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """The ``nmrnn`` console script: :func:`main`, then exit. After a signal it leaves without the
     interpreter's teardown (compiled-code threads may still be running then). The command keeps
-    its compiled programs in the on-disk cache of :mod:`nmrnn.runtime` (a Python caller of
-    :func:`main` keeps its own JAX settings)."""
-    from .runtime import enable_compilation_cache
-
-    enable_compilation_cache()  # compiled programs shared by this command's runs and the next
-    code = main()
+    its compiled programs in the on-disk cache of :mod:`nmrnn.runtime`."""
+    code = main(compilation_cache=True)
     if code in (130, 143):
         sys.stdout.flush()
         sys.stderr.flush()

@@ -15,7 +15,7 @@ directory chosen by the user (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) i
 and so is ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` (default here: programs that took over
 0.1 s to compile). The ``nmrnn`` command switches the cache on; a Python program calling
 :func:`nmrnn.cli.main` or the library keeps its own JAX settings unless it calls
-:func:`enable_compilation_cache`.
+:func:`enable_compilation_cache` (or ``main(argv, compilation_cache=True)``).
 
 The numbers do not depend on the cache: a program loaded from it is the program the compiler
 would have produced (tested).
