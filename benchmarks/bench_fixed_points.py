@@ -45,12 +45,12 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+from results_file import publish
 
 from nmrnn.analysis import find_fixed_points, sample_states
 from nmrnn.models import simulate
 from nmrnn.train.run import load_run
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 GENUINE_Q = 1e-12
 SAME = 1e-3
 
@@ -200,10 +200,7 @@ def main(argv=None) -> None:
         "| search | unique points | genuine | by unstable directions | s per call | genuine per s | also found by |\n"
         "| --- | ---: | ---: | --- | ---: | ---: | --- |\n" + "\n".join(lines) + "\n"
     )
-    print(text)
-    if not args.no_write:
-        with open(RESULTS, "a") as f:
-            f.write("\n" + text)
+    publish(text, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
-
-RESULTS = Path(__file__).with_name("RESULTS.md")
+from results_file import publish
 
 
 def _per_seed_without_times(summary: dict) -> dict:
@@ -142,10 +141,7 @@ def main(argv=None) -> None:
             f"{med[(1, 'warm')] / med[(args.workers, 'warm')]:.2f}x warm; a warm cache makes 1 worker "
             f"{med[(1, 'cold')] / med[(1, 'warm')]:.2f}x faster (target on 2 cores: >= 1.7x with 2 workers).\n"
         )
-    print(text)
-    if not args.no_write:
-        with open(RESULTS, "a") as f:
-            f.write("\n" + text)
+    publish(text, write=not args.no_write)
     if args.out is None and not args.paper:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -29,7 +29,6 @@ import argparse
 import datetime as dt
 import os
 import time
-from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -37,6 +36,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
+from results_file import publish
 
 from nmrnn.models import make_model, match_size, param_count, trainable_filter
 from nmrnn.models.base import replace_fields
@@ -52,7 +52,6 @@ from nmrnn.train.loop import (
     make_optimizer,
 )
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 NMRNN_PAPER = dict(n_hidden=100, n_nm=5, rank=3, tau_x=10.0, tau_z=100.0)
 TIME_CONSTANTS = ("tau", "tau_x", "tau_z", "tau_r", "tau_n")
 
@@ -225,10 +224,7 @@ def main(argv=None):
         f"{jax.__version__} on {jax.default_backend()}; load average {load0:.1f} at the start, {load1:.1f} at the end.\n"
     )
     text = header + "\n" + "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        with open(RESULTS, "a") as f:
-            f.write("\n" + text)
+    publish(text, write=not args.no_write)
 
 
 if __name__ == "__main__":
