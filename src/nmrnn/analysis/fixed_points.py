@@ -802,11 +802,13 @@ def _compact_bucket(k: int, full: int) -> int:
 
 
 def _pad_tree(tree, size: int):
+    """Every leaf (leading axis K) padded to ``size`` rows with copies of its first row, in NumPy
+    for NumPy leaves (no device op to compile per new shape), in JAX otherwise."""
+
     def pad(a):
+        xp = np if isinstance(a, np.ndarray) else jnp
         extra = size - a.shape[0]
-        if isinstance(a, np.ndarray):
-            return a if extra == 0 else np.concatenate([a, np.repeat(a[:1], extra, axis=0)])
-        return a if extra == 0 else jnp.concatenate([a, jnp.repeat(a[:1], extra, axis=0)])
+        return a if extra == 0 else xp.concatenate([a, xp.repeat(a[:1], extra, axis=0)])
 
     return jax.tree.map(pad, tree)
 

@@ -216,8 +216,7 @@ def find_saddles(
     k_sample, _ = jr.split(key)
 
     inits = sample_states(states, n_samples, key=k_sample, noise_scale=noise_scale)
-    options = {"search": "between", **find_options}
-    final = find_fixed_points(model, inits, u, clamp=clamp, between_fractions=fractions, **options)
+    final = find_fixed_points(model, inits, u, clamp=clamp, between_fractions=fractions, **find_options)
     first = final.report.first_pass or final.report
 
     labels = np.asarray(final.stability, dtype=object)

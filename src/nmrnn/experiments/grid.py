@@ -308,8 +308,8 @@ def _claim(study, storage, last_group: str | None, most: int) -> list:
     waiting = sorted((t for t in trials if t.state == TrialState.WAITING), key=lambda t: t.number)
     if not waiting:
         return []
-    busy = {t.user_attrs.get("group", "") for t in trials if t.state == TrialState.RUNNING}
     group_of = lambda t: t.user_attrs.get("group", "")  # noqa: E731
+    busy = {group_of(t) for t in trials if t.state == TrialState.RUNNING}
     first = next((t for t in waiting if last_group and group_of(t) == last_group), None)
     first = first or next((t for t in waiting if group_of(t) and group_of(t) not in busy), None) or waiting[0]
     group = group_of(first)
