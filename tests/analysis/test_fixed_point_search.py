@@ -118,3 +118,8 @@ def test_bad_search_settings_refused():
         find_fixed_points(_double_well, jnp.zeros((4, 2)), kind="flow", polish_q=-1.0)
     with pytest.raises(ValueError, match="method"):
         find_fixed_points(_double_well, jnp.zeros((4, 2)), kind="flow", method="newton")
+    with pytest.raises(ValueError, match="search"):
+        find_fixed_points(_double_well, jnp.zeros((4, 2)), kind="flow", search="everywhere")
+    for bad in ((), (0.0, 0.5), (0.5, 1.2)):
+        with pytest.raises(ValueError, match="between_fractions"):
+            find_fixed_points(_double_well, jnp.zeros((4, 2)), kind="flow", between_fractions=bad)
