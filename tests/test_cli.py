@@ -73,3 +73,22 @@ def test_compare_small_writes_table_summary_and_figures(tmp_path, capsys):
     assert main(["compare", "--models", "nmrnn:12:n_nm=2,rank=2,tau_z=20", "vanilla", "--steps", "20",
                  "--seeds", "2", "--out", str(out), "--no-progress", "--no-figures"]) == 0
     assert "reusing finished run" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("reproduced, strict, code", [(False, False, 0), (False, True, 3), (True, True, 0)])
+def test_reproduce_exit_status_and_strict(tmp_path, monkeypatch, capsys, reproduced, strict, code):
+    import nmrnn.experiments.registry as registry
+
+    def fake(name, out, **kwargs):
+        return {"reproduced": reproduced, "verdict": "reproduced" if reproduced else "not reproduced"}
+
+    monkeypatch.setattr(registry, "run_reproduction", fake)
+    argv = ["reproduce", "hopf", "--out", str(tmp_path / "r")] + (["--strict"] if strict else [])
+    assert main(argv) == code
+    assert f"reproduced: {reproduced}" in capsys.readouterr().out
+
+
+def test_compare_reference_protocol_is_refused_for_a_task_without_one(tmp_path, capsys):
+    assert main(["compare", "--task", "eft", "--protocol", "reference", "--profile", "smoke", "--out", str(tmp_path / "c")]) == 2
+    assert "protocol 'reference'" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

@@ -148,15 +148,17 @@ def cmd_evaluate(args) -> int:
 def cmd_compare(args) -> int:
     from .experiments.compare import parse_model_entry, run_compare
 
-    out = args.out or Path("results") / f"compare-{args.task}-{args.profile}"
+    suffix = "" if args.protocol == "standard" else f"-{args.protocol}"
+    out = args.out or Path("results") / f"compare-{args.task}-{args.profile}{suffix}"
     entries = [parse_model_entry(m) for m in args.models] if args.models else None
-    print(f"comparing on {args.task} ({args.profile} profile) -> {out}")
+    print(f"comparing on {args.task} ({args.profile} profile, {args.protocol} protocol) -> {out}")
     summary = run_compare(
         args.task,
         out_dir=out,
         models=entries,
         seeds=args.seeds,
         profile=args.profile,
+        protocol=args.protocol,
         steps=args.steps,
         task_options=dict(args.task_opt),
         progress=not args.no_progress,
@@ -196,7 +198,10 @@ def cmd_reproduce(args) -> int:
     report = Path(out) / "report.md"
     if report.exists():
         print(report.read_text())
-    print(f"reproduced: {summary.get('reproduced')}  ({out / 'summary.json'})")
+    verdict = summary.get("verdict", "reproduced" if summary.get("reproduced") else "not reproduced")
+    print(f"reproduced: {summary.get('reproduced')} ({verdict})  ({out / 'summary.json'})")
+    if args.strict and not summary.get("reproduced"):
+        return 3
     return 0
 
 
@@ -318,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", default=None, metavar="NAME[:N[:k=v,...]]",
                    help="models to compare; the first is the reference whose parameter count the others match when N is omitted (default: the paper's set for the task)")
     p.add_argument("--profile", default="quick", choices=list(PROFILE_NAMES), help="smoke (seconds; checks the pipeline only), quick (default; minutes) or paper (published iteration counts and 10 seeds)")
+    p.add_argument("--protocol", default="standard", choices=["standard", "reference"],
+                   help="standard (default): the library's parametrisation; reference: the NM-RNN authors' code (parametrisation, clipping, best-block selection, per-model learning rates; mwg only)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per model (default: the profile's)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per run (default: the profile's)")
     p.add_argument("--task-opt", type=_kv, action="append", default=[], metavar="KEY=VALUE", help="task option, e.g. delay_range=[10,19] (repeatable)")
@@ -333,13 +340,17 @@ def build_parser() -> argparse.ArgumentParser:
     from .experiments.profiles import PROFILE_NAMES
 
     p = sub.add_parser("reproduce", help="reproduce a published result (summary.json, report.md, figures)",
-                       description="Reproduce a published result in one command. Without NAME, list the reproductions.")
+                       description="Reproduce a published result in one command. Without NAME, list the reproductions. "
+                                   "Exit status: 0 when the reproduction ran (its verdict is printed and in summary.json, "
+                                   "whether or not the result reproduced); 3 with --strict when it did not reproduce "
+                                   "(not reproduced or undecided); 2 for bad arguments; 1 when it failed to run.")
     p.add_argument("name", nargs="?", default=None, help="reproduction name (omit to list them)")
     p.add_argument("--list", action="store_true", help="list the reproductions")
     p.add_argument("--out", type=_path, default=None, help="output folder (default: results/reproduce-NAME)")
     p.add_argument("--profile", default="quick", choices=list(PROFILE_NAMES),
                    help="smoke (seconds; exercises every output), quick (default; minutes) or paper (the published scale)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strict", action="store_true", help="exit with status 3 when the result is not reproduced")
     _grid_arguments(p)
     p.set_defaults(func=cmd_reproduce)
 
@@ -392,7 +403,8 @@ def _describe(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None, *, compilation_cache: bool = False) -> int:
     """Run the command line; returns the exit code: 0 done, 2 bad input (refused before anything
-    is written), 1 a failure at run time, 130/143 stopped by SIGINT/SIGTERM (checkpoint intact).
+    is written), 1 a failure at run time, 3 ``reproduce --strict`` of a result that did not
+    reproduce, 130/143 stopped by SIGINT/SIGTERM (checkpoint intact).
     No traceback reaches the user unless ``--debug`` is given. ``compilation_cache``: keep the
     compiled programs in the on-disk cache of :mod:`nmrnn.runtime` (the ``nmrnn`` command does;
     a Python caller keeps its own JAX settings by default)."""

@@ -161,3 +161,15 @@ def test_format_report_is_plain_markdown():
         "criterion": "k", "profile": "quick", "seed": 0, "checks": [check("a|b", 1.0, False, "c")],
     })
     assert "a\\|b" in text and text.endswith("\n")
+
+
+def test_verdicts_distinguish_failed_and_undecided_checks():
+    from nmrnn.experiments.registry import check, verdict_of
+
+    ok = check("a", 1, True, "c")
+    assert verdict_of([ok]) == "reproduced"
+    assert verdict_of([ok, check("b", 1, False, "c")]) == "not reproduced"
+    undecided = check("b", 1, True, "c", decided=False)
+    assert undecided["passed"] is False and undecided["decided"] is False
+    assert verdict_of([ok, undecided]) == "undecided"
+    assert verdict_of([check("b", 1, False, "c"), undecided]) == "not reproduced"

@@ -11,6 +11,21 @@ from their last checkpoint). The comparison writes:
 
 Baseline sizes are picked by :func:`nmrnn.models.match_size` to reach the parameter count of the
 reference model (the first entry), as the NM-RNN paper does.
+
+A *protocol* names how the models are parametrised and trained:
+
+* ``"standard"`` (default): the library's parametrisation (the paper's equations, e.g. the 1/N of
+  the NM-RNN's low-rank term) and one training recipe for every model of a task.
+* ``"reference"`` (MWG): the NM-RNN authors' code, lindermanlab/nm-rnn. Every model takes
+  :func:`nmrnn.models.reference_options` (unit-norm QR factors, ``W / N`` for the vanilla RNN,
+  x0 = 0.1, readout biases from N(0, 1/N), the LSTM's normal initialisation without a readout
+  bias), training clips every gradient element to [-1, 1] before AdamW(wd 1e-4), every stage
+  starts a fresh optimiser and ends with its best 1000-step block (``select_best_block``), and each
+  model has the learning rate and step count of its script: NM-RNN 10k low-rank + 10k NM + 50k all
+  at 1e-2 (``train_nm_rnn_wandb_plots.py``), LR-RNN 70k at 1e-2 (``train_lr_rnn_mwg.py``), vanilla
+  RNN 50k at 1e-3 (``train_rnn_mwg.py``; the supplement's text says 1e-2 for every model), LSTM 50k
+  at 1e-2 (``train_lstm_mwg.py``). Sizes are the paper's parameter-matched ones (the scripts'
+  defaults are N = 100 for every model).
 """
 
 from __future__ import annotations
@@ -27,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_choice, check_positive_int
-from ..models import MODELS, count_for, match_size
+from ..models import MODELS, count_for, match_size, reference_options
 from ..options import coerce_options, parse_text, split_top
 from ..tasks import TASKS, make_task
 from ..train.checkpoint import atomic_write_json, atomic_write_text
@@ -53,6 +68,8 @@ class ModelEntry:
     n_hidden: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
     stages: tuple[tuple[str, float], ...] | None = None
+    #: Training options of this model on top of the plan's (e.g. ``{"lr": 1e-3}``).
+    train: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,8 @@ class TaskPlan:
     optimizer: str = "adamw"
     fixed_batch: bool = False
     headline: tuple[str, ...] = ("loss",)
+    #: Further :class:`~nmrnn.train.TrainConfig` options for every model of the plan.
+    train: dict[str, Any] = field(default_factory=dict)
 
 
 # The NM-RNN paper's MWG setting (supplement C.3): NM-RNN N=100, M=5, K=3, tau_x=10, tau_z=100;
@@ -103,6 +122,27 @@ PLANS: dict[str, TaskPlan] = {
     ),
 }
 
+PROTOCOLS = ("standard", "reference")
+
+_REFERENCE_TRAIN = {"clip_mode": "value", "select_best_block": 1000}
+_ALL = (("all", 1.0),)
+#: The NM-RNN authors' protocol, per task (see the module docstring).
+REFERENCE_PLANS: dict[str, TaskPlan] = {
+    "mwg": TaskPlan(
+        models=(
+            ModelEntry("NM-RNN", "nmrnn", 100,
+                       reference_options("nmrnn", n_nm=5, rank=3, tau_x=10.0, tau_z=100.0), _NM_STAGES),
+            ModelEntry("LR-RNN", "lowrank", None, reference_options("lowrank", rank=3, tau=10.0), _ALL),
+            ModelEntry("vanilla RNN", "vanilla", None, reference_options("vanilla", tau=10.0), _BASELINE, {"lr": 1e-3}),
+            ModelEntry("LSTM", "lstm", None, reference_options("lstm"), _BASELINE),
+        ),
+        steps=Profiles(smoke=14, quick=7000, paper=70_000),
+        seeds=Profiles(smoke=1, quick=3, paper=10),
+        fixed_batch=True,
+        train=_REFERENCE_TRAIN,
+    ),
+}
+
 DEFAULT_PLAN = TaskPlan(
     models=(
         ModelEntry("NM-RNN", "nmrnn", 100, {"n_nm": 5, "rank": 3}),
@@ -116,8 +156,24 @@ DEFAULT_PLAN = TaskPlan(
 )
 
 
-def plan_for(task: str) -> TaskPlan:
+def plan_for(task: str, protocol: str = "standard") -> TaskPlan:
+    """The comparison plan of ``task`` under ``protocol`` (``"reference"``: only where the NM-RNN
+    authors' code defines one)."""
+    check_choice("protocol", protocol, PROTOCOLS)
+    if protocol == "reference":
+        if task not in REFERENCE_PLANS:
+            raise ValueError(
+                f"protocol 'reference' (the NM-RNN authors' code) is defined for task(s) "
+                f"{', '.join(sorted(REFERENCE_PLANS))}, not {task!r}"
+            )
+        return REFERENCE_PLANS[task]
     return PLANS.get(task, DEFAULT_PLAN)
+
+
+def with_reference_options(entry: ModelEntry) -> ModelEntry:
+    """A user's model under the reference protocol: the authors' options of its model, under the
+    entry's own."""
+    return dataclasses.replace(entry, options=reference_options(entry.model, **entry.options))
 
 
 def parse_model_entry(text: str) -> ModelEntry:
@@ -191,6 +247,7 @@ def run_compare(
     models: Sequence[ModelEntry] | None = None,
     seeds: int | None = None,
     profile: str = "quick",
+    protocol: str = "standard",
     steps: int | None = None,
     task_options: dict[str, Any] | None = None,
     progress: bool = False,
@@ -209,11 +266,15 @@ def run_compare(
     through ``storage`` / ``study_name``; every seed is an ordinary run directory, so the result
     equals a serial run and an interrupted comparison resumes. ``vmap_seeds``: a worker trains
     the waiting seeds of a model as one vmapped ensemble (:func:`nmrnn.train.fit_ensemble`);
-    ``None`` uses the backend's measured default (sequential on CPU).
+    ``None`` uses the backend's measured default (sequential on CPU). ``protocol``: see the
+    module docstring; with ``"reference"``, models given explicitly take the authors' options of
+    their model (their own options win) and the plan's training recipe.
     """
     check_choice("task", task, TASKS)
     check_profile(profile)
-    plan = plan_for(task)
+    plan = plan_for(task, protocol)
+    if models and protocol == "reference":
+        models = [with_reference_options(e) for e in models]
     entries = tuple(models) if models else plan.models
     n_seeds = check_positive_int("seeds", seeds) if seeds is not None else plan.seeds[profile]
     total = check_positive_int("steps", steps) if steps is not None else plan.steps[profile]
@@ -223,6 +284,10 @@ def run_compare(
         for e in entries
     )
     task_obj = make_task(task, **task_options)
+    for e in entries:
+        bad = sorted(set(e.train) - {f.name for f in dataclasses.fields(TrainConfig)})
+        if bad:
+            raise ValueError(f"unknown training option(s) {bad} for model {e.label!r}")
     sized = resolve_sizes(entries, task_obj.n_in, task_obj.n_out)
     labels = [e.label for e in entries]
     if len(set(labels)) != len(labels):
@@ -232,16 +297,16 @@ def run_compare(
     out = check_run_path(out_dir)
     with FolderLock(out):
         return _run_compare_locked(task, task_obj, plan, entries, sized, n_seeds, total, task_options,
-                                   profile, out, figures, grid, log)
+                                   profile, protocol, out, figures, grid, log)
 
 
 def _run_compare_locked(task, task_obj, plan, entries, sized, n_seeds, total, task_options, profile,
-                        out, figures, grid, log):
+                        protocol, out, figures, grid, log):
     per_model: dict[str, Any] = {}
     run_dirs: dict[str, list[Path]] = {}
     jobs: list[GridJob] = []
     for entry, n_hidden, count in sized:
-        cfg = TrainConfig(
+        options = dict(
             steps=total,
             lr=plan.lr,
             optimizer=plan.optimizer,
@@ -250,6 +315,7 @@ def _run_compare_locked(task, task_obj, plan, entries, sized, n_seeds, total, ta
             steps_per_call=min(500, total),
             checkpoint_every=max(500, total // 10),
         )
+        cfg = TrainConfig(**{**options, **plan.train, **entry.train})
         rel = [f"runs/{slug(entry.label)}_seed{seed}" for seed in range(n_seeds)]
         run_dirs[entry.label] = [out / r for r in rel]
         if log:
@@ -263,6 +329,8 @@ def _run_compare_locked(task, task_obj, plan, entries, sized, n_seeds, total, ta
             "steps": cfg.total_steps,
             "schedule": [[st.group, st.steps] for st in cfg.schedule],
             "options": dict(entry.options),
+            "lr": cfg.lr,
+            "train": {**plan.train, **entry.train},
         }
     metrics = iter(run_grid(jobs, out, **grid))
     for info in per_model.values():
@@ -286,6 +354,7 @@ def _run_compare_locked(task, task_obj, plan, entries, sized, n_seeds, total, ta
         "task": task,
         "task_options": task_options,
         "profile": profile,
+        "protocol": protocol,
         "seeds": n_seeds,
         "steps": total,
         "evaluation_sets": sets,

@@ -10,12 +10,16 @@ declares its settings per profile as a :class:`~nmrnn.experiments.profiles.Profi
 What ``run`` returns (the common format; build checks with :func:`check`):
 
 * ``"checks"``: a non-empty list of ``{"name", "value", "criterion", "passed"}``, one per testable
-  part of the claim;
+  part of the claim; a check with ``"decided": False`` could not decide at this profile (e.g. a
+  rank test over too few seeds to reach its significance level) and counts as not passed;
 * ``"metrics"``: the numbers measured (JSON-able; NumPy values are converted);
 * ``"settings"``: everything needed to rerun it (sizes, steps, grids, tolerances);
 * ``"figures"``: paths of the figures written, relative to ``out_dir``;
 * optional ``"notes"`` (Markdown for the report), ``"criterion"`` (the overall criterion; default
   "every check passes") and ``"reproduced"`` (default: every check passed).
+
+The summary's ``"verdict"`` is ``"reproduced"``, ``"not reproduced"`` (a decided check failed) or
+``"undecided"`` (every decided check passed but some could not decide at this profile).
 
 :func:`run_reproduction` validates the arguments, creates the folder, runs the reproduction and
 writes ``summary.json`` (atomically: a temporary file renamed into place) and ``report.md``. If
@@ -78,9 +82,26 @@ def lazy(module: str, attr: str = "run") -> RunFn:
     return run
 
 
-def check(name: str, value: Any, passed: bool, criterion: str) -> dict[str, Any]:
-    """One testable part of a claim: the measured ``value``, the ``criterion`` and the verdict."""
-    return {"name": str(name), "value": to_jsonable(value), "criterion": str(criterion), "passed": bool(passed)}
+def check(name: str, value: Any, passed: bool, criterion: str, decided: bool = True) -> dict[str, Any]:
+    """One testable part of a claim: the measured ``value``, the ``criterion`` and the verdict.
+    ``decided=False``: the measurement cannot decide the criterion at this scale (``passed`` is
+    then recorded as false)."""
+    out = {"name": str(name), "value": to_jsonable(value), "criterion": str(criterion),
+           "passed": bool(passed) and bool(decided)}
+    if not decided:
+        out["decided"] = False
+    return out
+
+
+def verdict_of(checks: list[Mapping[str, Any]], reproduced: bool | None = None) -> str:
+    """``"reproduced"``, ``"not reproduced"`` or ``"undecided"`` for a list of checks."""
+    if any(c.get("decided", True) and not c["passed"] for c in checks):
+        return "not reproduced"
+    if any(not c.get("decided", True) for c in checks):
+        return "undecided"
+    if reproduced is False:
+        return "not reproduced"
+    return "reproduced"
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -209,11 +230,13 @@ def _summarise(header: dict, result: Any) -> dict:
             raise ValueError(f"check {c.get('name', c)!r} lacks {sorted(missing)}")
     all_passed = all(bool(c["passed"]) for c in checks)
     reproduced = bool(result.get("reproduced", all_passed))
-    extra = {k: v for k, v in result.items() if k not in {"checks", "metrics", "settings", "figures", "notes", "criterion", "reproduced"}}
+    verdict = result.get("verdict") or ("reproduced" if reproduced and all_passed else verdict_of(checks, reproduced))
+    extra = {k: v for k, v in result.items() if k not in {"checks", "metrics", "settings", "figures", "notes", "criterion", "reproduced", "verdict"}}
     summary = dict(
         header,
         status="finished",
         reproduced=reproduced,
+        verdict=verdict,
         criterion=str(result.get("criterion", "every check passes")),
         checks=[dict(c, passed=bool(c["passed"])) for c in checks],
         metrics=result.get("metrics", {}),
@@ -275,9 +298,17 @@ def _flatten(d: Mapping, prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
+def _result(c: Mapping[str, Any]) -> str:
+    if not c.get("decided", True):
+        return "undecided"
+    return "pass" if c["passed"] else "FAIL"
+
+
 def format_report(summary: Mapping[str, Any]) -> str:
     """The Markdown report of a summary (the common format of every reproduction)."""
     verdict = "yes" if summary["reproduced"] else "NO"
+    if summary.get("verdict") == "undecided":
+        verdict = "NO, undecided at this profile"
     parts = [
         f"# {summary['result_id']} `{summary['name']}`: {summary['description']}",
         "",
@@ -291,7 +322,7 @@ def format_report(summary: Mapping[str, Any]) -> str:
         "## Checks",
         "",
         _table(
-            [(c["name"], _fmt(c["value"]), c["criterion"], "pass" if c["passed"] else "FAIL") for c in summary["checks"]],
+            [(c["name"], _fmt(c["value"]), c["criterion"], _result(c)) for c in summary["checks"]],
             ("check", "value", "criterion", "result"),
         ),
     ]

@@ -52,6 +52,39 @@ def model_options(name: str) -> dict[str, Any]:
     return {k: p.default for k, p in sig.parameters.items() if k not in skip}
 
 
+#: The parametrisation of each model in the NM-RNN authors' code (lindermanlab/nm-rnn:
+#: ``rnn_code.py`` for the equations, ``util.py`` for the initialisations, the MWG scripts for
+#: the initial states): model options that select it. Every model starts from 0.1 in every
+#: state variable and draws its readout bias from N(0, 1/N) (the LSTM has none).
+#:
+#: * NM-RNN: L orthonormalised by QR to unit-norm columns at every forward pass, no 1/N,
+#:   L and R from N(0, 1).
+#: * LR-RNN: the same unit-norm QR of L *and* the 1/N, L and R from N(0, 1).
+#: * vanilla RNN: ``W ~ N(0, 1)`` applied as ``W / N``.
+#: * LSTM: normal initialisation, no readout bias.
+REFERENCE_OPTIONS: dict[str, dict[str, Any]] = {
+    "nmrnn": dict(orthonormalize=True, orthonormal_scale="unit", scale_by_n=False, factor_std=1.0,
+                  init_value=0.1, readout_bias_init="normal"),
+    "lowrank": dict(orthonormalize=True, orthonormal_scale="unit", scale_by_n=True, factor_std=1.0,
+                    init_value=0.1, readout_bias_init="normal"),
+    "vanilla": dict(scale_by_n=True, gain=1.0, init_value=0.1, readout_bias_init="normal"),
+    "lstm": dict(init="normal", readout_bias=False, init_value=0.1),
+}
+
+
+def reference_options(name: str, **overrides: Any) -> dict[str, Any]:
+    """The options of model ``name`` that give the NM-RNN authors' parametrisation
+    (:data:`REFERENCE_OPTIONS`), updated with ``overrides``. Models the authors' code does not
+    have (GRU, e-nmRNN, ...) are refused."""
+    check_choice("model", name, MODELS)
+    if name not in REFERENCE_OPTIONS:
+        raise ValueError(
+            f"the NM-RNN authors' code has no {name!r} model; the reference parametrisation is "
+            f"defined for {sorted(REFERENCE_OPTIONS)}"
+        )
+    return {**REFERENCE_OPTIONS[name], **overrides}
+
+
 def make_model(
     name: str, *, n_in: int, n_out: int, n_hidden: int, key, **options: Any
 ) -> AbstractRecurrentModel:
@@ -107,6 +140,7 @@ __all__ = [
     "LeakyState",
     "LowRankRNN",
     "MODELS",
+    "REFERENCE_OPTIONS",
     "NMRNN",
     "NMState",
     "SemilinearLSTM",
@@ -123,6 +157,7 @@ __all__ = [
     "param_count",
     "parameter_fields",
     "parameter_paths",
+    "reference_options",
     "simulate",
     "trainable_filter",
 ]

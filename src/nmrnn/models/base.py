@@ -497,13 +497,34 @@ def normal_init(key, shape, scale: float) -> Array:
     return scale * jr.normal(key, shape)
 
 
-def orthonormal_columns(L: Array) -> Array:
-    """``sqrt(N) * Q`` where ``L = Q R`` (QR with a positive diagonal in R), so ``L'^T L' / N = I``."""
-    n = L.shape[0]
+#: How an orthonormalised factor is scaled: ``"sqrt_n"``: ``sqrt(N) Q`` with the signs fixed so
+#: that R has a positive diagonal (``L'^T L' / N = I``, the normalisation of Proposition 1);
+#: ``"unit"``: ``Q`` exactly as ``jnp.linalg.qr`` returns it (LAPACK's signs, unit-norm columns),
+#: as the NM-RNN authors' code computes it at every forward pass.
+ORTHONORMAL_SCALES = ("sqrt_n", "unit")
+
+
+def orthonormal_columns(L: Array, scale: str = "sqrt_n") -> Array:
+    """The orthonormalised factor of ``L = Q R``: ``sqrt(N) Q`` with a positive diagonal in R
+    (``scale="sqrt_n"``, so ``L'^T L' / N = I``) or the raw ``Q`` (``scale="unit"``)."""
     q, r = jnp.linalg.qr(L)
+    if scale == "unit":
+        return q
     signs = jnp.sign(jnp.diagonal(r))
     signs = jnp.where(signs == 0, 1.0, signs)
-    return jnp.sqrt(n) * q * signs
+    return jnp.sqrt(L.shape[0]) * q * signs
+
+
+def readout_bias(key, n_out: int, n_hidden: int, init: str) -> Array:
+    """The readout bias ``d``: zeros (``init="zeros"``) or ``N(0, 1/N)`` (``"normal"``, the NM-RNN
+    authors' initialisation). ``key`` is only read for ``"normal"``."""
+    if init == "normal":
+        return normal_init(key, (n_out,), 1.0 / np.sqrt(n_hidden))
+    return jnp.zeros(n_out)
+
+
+#: Readout-bias initialisations (:func:`readout_bias`).
+READOUT_BIAS_INITS = ("zeros", "normal")
 
 
 ActivationName = str

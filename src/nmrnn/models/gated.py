@@ -32,7 +32,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._validation import check_positive_int
+from .._validation import check_choice, check_positive_int
 from .base import AbstractRecurrentModel, initial_state_parameter
 
 
@@ -49,15 +49,25 @@ def _uniform(key, shape, bound):
     return jr.uniform(key, shape, minval=-bound, maxval=bound)
 
 
+#: LSTM initialisations: PyTorch's uniform one, or the NM-RNN authors' normal one.
+LSTM_INITS = ("uniform", "normal")
+
+
 class LSTM(AbstractRecurrentModel):
     """LSTM with a linear readout. Parameters ``W_ih (4N, P)``, ``W_hh (4N, N)``, ``b (4N)``,
-    ``C (O, N)``, ``d (O)``. Initialisation as PyTorch: U(-1/sqrt(N), 1/sqrt(N))."""
+    ``C (O, N)``, ``d (O)`` (absent with ``readout_bias=False``).
+
+    ``init="uniform"``: as PyTorch, U(-1/sqrt(N), 1/sqrt(N)) for every weight and bias.
+    ``init="normal"``: as the NM-RNN authors' code (``random_lstm_params``): input weights
+    N(0, 1/P), recurrent weights, gate biases and readout N(0, 1/N). Their LSTM has no readout
+    bias (``readout_bias=False``) and starts from h0 = c0 = 0.1 (``init_value=0.1``).
+    """
 
     W_ih: Float[Array, "4N P"]
     W_hh: Float[Array, "4N N"]
     b: Float[Array, " 4N"]
     C: Float[Array, "O N"]
-    d: Float[Array, " O"]
+    d: Float[Array, " O"] | None
     n_in: int = eqx.field(static=True)
     n_hidden: int = eqx.field(static=True)
     n_out: int = eqx.field(static=True)
@@ -75,6 +85,8 @@ class LSTM(AbstractRecurrentModel):
         n_hidden: int,
         n_out: int,
         *,
+        init: str = "uniform",
+        readout_bias: bool = True,
         init_value: float = 0.0,
         learn_init: bool = False,
         key: PRNGKeyArray,
@@ -82,6 +94,7 @@ class LSTM(AbstractRecurrentModel):
         check_positive_int("n_in", n_in)
         check_positive_int("n_hidden", n_hidden)
         check_positive_int("n_out", n_out)
+        check_choice("init", init, LSTM_INITS)
         self.n_in, self.n_hidden, self.n_out, self.dt = int(n_in), int(n_hidden), int(n_out), 1.0
         self.init_value = float(init_value)
         self.state0 = initial_state_parameter(
@@ -89,11 +102,17 @@ class LSTM(AbstractRecurrentModel):
         )
         k = jr.split(key, 4)
         bound = 1.0 / np.sqrt(n_hidden)
-        self.W_ih = _uniform(k[0], (4 * n_hidden, n_in), bound)
-        self.W_hh = _uniform(k[1], (4 * n_hidden, n_hidden), bound)
-        self.b = _uniform(k[2], (4 * n_hidden,), bound)
-        self.C = _uniform(k[3], (n_out, n_hidden), bound)
-        self.d = jnp.zeros(n_out)
+        if init == "uniform":
+            self.W_ih = _uniform(k[0], (4 * n_hidden, n_in), bound)
+            self.W_hh = _uniform(k[1], (4 * n_hidden, n_hidden), bound)
+            self.b = _uniform(k[2], (4 * n_hidden,), bound)
+            self.C = _uniform(k[3], (n_out, n_hidden), bound)
+        else:
+            self.W_ih = jr.normal(k[0], (4 * n_hidden, n_in)) / np.sqrt(n_in)
+            self.W_hh = jr.normal(k[1], (4 * n_hidden, n_hidden)) * bound
+            self.b = jr.normal(k[2], (4 * n_hidden,)) * bound
+            self.C = jr.normal(k[3], (n_out, n_hidden)) * bound
+        self.d = jnp.zeros(n_out) if readout_bias else None
 
     def state_sizes(self):
         return {"h": self.n_hidden, "c": self.n_hidden}
@@ -110,7 +129,8 @@ class LSTM(AbstractRecurrentModel):
         return LSTMState(h, c)
 
     def readout(self, state):
-        return state.h @ self.C.T + self.d
+        y = state.h @ self.C.T
+        return y if self.d is None else y + self.d
 
     @classmethod
     def from_torch(cls, lstm, linear) -> LSTM:

@@ -3,6 +3,12 @@
 M1:  x_t = (1 - a) x_{t-1} + a (W phi(x_{t-1}) + B u_t + b) + sqrt(2 a) sigma_rec xi_t,   a = dt / tau
 M2:  the same with W = L R^T / N  (the 1/N scaling is optional; L may be QR-orthonormalised)
 
+``scale_by_n=True`` on M1 applies ``W / N`` with ``W ~ N(0, gain^2)`` (the NM-RNN authors' vanilla
+RNN, whose effective weights start at ``1/N`` and move by about ``lr/N`` per Adam step), instead of
+``W ~ N(0, gain^2/N)`` applied as is. ``readout_bias_init="normal"`` draws ``d ~ N(0, 1/N)`` as the
+authors' code does (default zeros). :func:`nmrnn.models.reference_options` lists the authors'
+settings of every model.
+
 Readout: ``y_t = C x_t + d`` (from the state, as in the NM-RNN reference code); pass
 ``readout_from="rate"`` for ``y_t = C phi(x_t) + d``.
 
@@ -24,17 +30,21 @@ from .._validation import (
     check_choice,
     check_fraction,
     check_nonnegative,
+    check_positive,
     check_positive_int,
     check_time_constants,
 )
 from ..activations import ACTIVATIONS, get_activation
 from .base import (
+    ORTHONORMAL_SCALES,
+    READOUT_BIAS_INITS,
     AbstractRecurrentModel,
     initial_state_parameter,
     leaky_update,
     narrow_matmul,
     normal_init,
     orthonormal_columns,
+    readout_bias,
     replace_fields,
     time_constant,
 )
@@ -87,6 +97,7 @@ class LeakyRNN(AbstractRecurrentModel):
     activation: str = eqx.field(static=True)
     sigma_rec: float = eqx.field(static=True)
     readout_from: str = eqx.field(static=True)
+    scale_by_n: bool = eqx.field(static=True, default=False)
 
     param_groups: ClassVar[dict[str, tuple[str, ...]]] = {
         "recurrent": ("W", "b"),
@@ -113,12 +124,15 @@ class LeakyRNN(AbstractRecurrentModel):
         mask=None,
         readout_from: str = "state",
         gain: float = 1.0,
+        scale_by_n: bool = False,
+        readout_bias_init: str = "zeros",
         init_value: float = 0.0,
         learn_init: bool = False,
         key: PRNGKeyArray,
     ):
         _check_common(n_in, n_hidden, n_out, tau, dt, activation, sigma_rec, readout_from)
         check_fraction("exc_fraction", exc_fraction)
+        check_choice("readout_bias_init", readout_bias_init, READOUT_BIAS_INITS)
         if mask is not None and np.shape(mask) != (n_hidden, n_hidden):
             raise ValueError(
                 f"mask must have shape (n_hidden, n_hidden)=({n_hidden}, {n_hidden}), "
@@ -130,7 +144,8 @@ class LeakyRNN(AbstractRecurrentModel):
         self.init_value = float(init_value)
         self.state0 = initial_state_parameter(LeakyState, {"x": n_hidden}, init_value, learn_init)
         self.activation, self.sigma_rec, self.readout_from = activation, float(sigma_rec), readout_from
-        W = normal_init(kW, (n_hidden, n_hidden), gain / np.sqrt(n_hidden))
+        self.scale_by_n = bool(scale_by_n)
+        W = normal_init(kW, (n_hidden, n_hidden), gain if scale_by_n else gain / np.sqrt(n_hidden))
         if dale:
             n_exc = int(round(exc_fraction * n_hidden))
             sign = jnp.where(jnp.arange(n_hidden) < n_exc, 1.0, -1.0)
@@ -143,11 +158,11 @@ class LeakyRNN(AbstractRecurrentModel):
         self.B = normal_init(kB, (n_hidden, n_in), 1.0 / np.sqrt(n_in))
         self.b = jnp.zeros(n_hidden) if bias else None
         self.C = normal_init(kC, (n_out, n_hidden), 1.0 / np.sqrt(n_hidden))
-        self.d = jnp.zeros(n_out)
+        self.d = readout_bias(jr.fold_in(key, 3), n_out, n_hidden, readout_bias_init)
 
     def effective_W(self) -> Array:
-        """The recurrent matrix actually used: Dale signs and mask applied."""
-        W = self.W
+        """The recurrent matrix actually used: ``/ N`` (``scale_by_n``), Dale signs and mask applied."""
+        W = self.W / self.n_hidden if self.scale_by_n else self.W
         if self.sign is not None:
             W = jnp.abs(W) * self.sign[None, :]
         if self.mask is not None:
@@ -155,7 +170,7 @@ class LeakyRNN(AbstractRecurrentModel):
         return W
 
     def materialize(self):
-        return replace_fields(self, W=self.effective_W(), sign=None, mask=None).with_rates("tau")
+        return replace_fields(self, W=self.effective_W(), sign=None, mask=None, scale_by_n=False).with_rates("tau")
 
     def state_sizes(self):
         return {"x": self.n_hidden}
@@ -178,8 +193,9 @@ class LeakyRNN(AbstractRecurrentModel):
     # -- backward pass by hand (nmrnn.models.bptt) ------------------------------------------
     @property
     def manual_backward(self) -> bool:
-        """The hand-written backward applies to the materialised model (W already signed/masked)."""
-        return self.sign is None and self.mask is None
+        """The hand-written backward applies to the materialised model (W already scaled,
+        signed and masked)."""
+        return self.sign is None and self.mask is None and not self.scale_by_n
 
     def bptt_residuals(self, prev, new, xs):
         fx, dfx = value_and_derivative(get_activation(self.activation), prev.x)
@@ -206,7 +222,10 @@ class LowRankRNN(AbstractRecurrentModel):
 
     Parameters: ``L (N, K)``, ``R (N, K)``, ``B (N, P)``, ``b (N)`` if ``bias``, ``C (O, N)``,
     ``d (O)``. The recurrence is applied in factored form, ``((phi(x) @ R) / N) @ L^T``: O(NK).
-    With ``orthonormalize=True`` the L used is ``sqrt(N) Q`` from ``L = QR``.
+    With ``orthonormalize=True`` the L used is ``sqrt(N) Q`` from ``L = QR``, or the raw unit-norm
+    ``Q`` with ``orthonormal_scale="unit"`` (the authors' code, which also keeps the 1/N).
+    ``factor_std``: the standard deviation of the initial L and R (default 1 with the 1/N,
+    ``1/sqrt(N)`` without).
     """
 
     L: Float[Array, "N K"]
@@ -226,6 +245,7 @@ class LowRankRNN(AbstractRecurrentModel):
     scale_by_n: bool = eqx.field(static=True)
     orthonormalize: bool = eqx.field(static=True)
     readout_from: str = eqx.field(static=True)
+    orthonormal_scale: str = eqx.field(static=True, default="sqrt_n")
 
     param_groups: ClassVar[dict[str, tuple[str, ...]]] = {
         "lowrank": ("L", "R"),
@@ -250,6 +270,9 @@ class LowRankRNN(AbstractRecurrentModel):
         bias: bool = False,
         scale_by_n: bool = True,
         orthonormalize: bool = False,
+        orthonormal_scale: str = "sqrt_n",
+        factor_std: float | None = None,
+        readout_bias_init: str = "zeros",
         readout_from: str = "state",
         init_value: float = 0.0,
         learn_init: bool = False,
@@ -259,6 +282,10 @@ class LowRankRNN(AbstractRecurrentModel):
         check_positive_int("rank", rank)
         if rank > n_hidden:
             raise ValueError(f"rank={rank} must not exceed n_hidden={n_hidden}")
+        check_choice("orthonormal_scale", orthonormal_scale, ORTHONORMAL_SCALES)
+        check_choice("readout_bias_init", readout_bias_init, READOUT_BIAS_INITS)
+        if factor_std is not None:
+            check_positive("factor_std", factor_std)
         kL, kR, kB, kC = jr.split(key, 4)
         self.n_in, self.n_hidden, self.n_out, self.rank = int(n_in), int(n_hidden), int(n_out), int(rank)
         self.tau, self.dt = time_constant(tau), float(dt)
@@ -266,17 +293,20 @@ class LowRankRNN(AbstractRecurrentModel):
         self.state0 = initial_state_parameter(LeakyState, {"x": n_hidden}, init_value, learn_init)
         self.activation, self.sigma_rec = activation, float(sigma_rec)
         self.scale_by_n, self.orthonormalize, self.readout_from = bool(scale_by_n), bool(orthonormalize), readout_from
+        self.orthonormal_scale = orthonormal_scale
         # N(0, 1) factors with the 1/N scaling, as in the NM-RNN reference initialisation.
-        factor_scale = 1.0 if scale_by_n else 1.0 / np.sqrt(n_hidden)
+        if factor_std is None:
+            factor_std = 1.0 if scale_by_n else 1.0 / np.sqrt(n_hidden)
+        factor_scale = float(factor_std)
         self.L = normal_init(kL, (n_hidden, rank), factor_scale)
         self.R = normal_init(kR, (n_hidden, rank), factor_scale)
         self.B = normal_init(kB, (n_hidden, n_in), 1.0 / np.sqrt(n_in))
         self.b = jnp.zeros(n_hidden) if bias else None
         self.C = normal_init(kC, (n_out, n_hidden), 1.0 / np.sqrt(n_hidden))
-        self.d = jnp.zeros(n_out)
+        self.d = readout_bias(jr.fold_in(key, 4), n_out, n_hidden, readout_bias_init)
 
     def effective_L(self) -> Array:
-        return orthonormal_columns(self.L) if self.orthonormalize else self.L
+        return orthonormal_columns(self.L, self.orthonormal_scale) if self.orthonormalize else self.L
 
     def effective_W(self) -> Array:
         """The full recurrent matrix ``L R^T (/ N)`` (for analysis; the step never forms it)."""

@@ -6,8 +6,8 @@ components of a low-rank RNN x.
     x_t = (1 - a_x) x_{t-1} + a_x (L diag(s_t) R^T phi(x_{t-1}) / N + B_x u^x_t)
     y_t = C x_t + d,                 a_x = dt / tau_x,  a_z = dt / tau_z
 
-Order of updates and the 1/N scaling follow the authors' reference code: z is updated first and the
-gains of the *new* z scale the x update. Variants:
+The order of updates follows the authors' code: z is updated first and the gains of the *new* z
+scale the x update. Variants:
 
 * ``linearized=True``: ``phi = identity`` in the x network and ``tau_x = dt`` (supplement eq. 1-3).
   ``phi`` of the z network stays ``activation`` (tanh).
@@ -16,6 +16,20 @@ gains of the *new* z scale the x update. Variants:
   the "linear symmetric" rank-1 model of the authors' code (Fig. 3B).
 * ``symmetric=True``: ``R = L`` (one factor), orthonormalised so that ``L^T L / N = I`` (the setting
   of Proposition 1).
+* ``orthonormalize`` / ``orthonormal_scale``: the L used is ``sqrt(N) Q`` (``"sqrt_n"``) or the
+  raw, unit-norm ``Q`` (``"unit"``) of ``L = QR``, recomputed from the trained L at every forward
+  pass.
+* ``scale_by_n`` / ``factor_std``: the ``1/N`` of the recurrence, and the standard deviation of
+  the initial L and R (default 1 with the 1/N, ``1/sqrt(N)`` without).
+* ``clamp_gains``: ``((k, c), ...)`` holds gain ``s_k`` at the constant ``c`` (an ablation).
+
+The authors' code (lindermanlab/nm-rnn, ``nm_rnn`` in ``rnn_code.py``) orthonormalises L to
+unit-norm columns, has no 1/N, and draws L and R from N(0, 1), x0 = z0 = 0.1 and a readout bias
+from N(0, 1/N): ``NMRNN(..., orthonormalize=True, orthonormal_scale="unit", scale_by_n=False,
+factor_std=1.0, init_value=0.1, readout_bias_init="normal")``, which
+:func:`nmrnn.models.reference_options` gives. The library's default keeps the 1/N of the paper's
+equations with N(0, 1) factors (the paper's text, not its code).
+
 * ``feedback=True``: adds ``B_zx x_{t-1}`` to the z drive.
 * ``x_inputs`` / ``z_inputs``: channel indices routed to each subnetwork (the multitask form feeds
   the task-rule channels to z only). ``None`` means all channels.
@@ -36,17 +50,21 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .._validation import (
     check_choice,
     check_nonnegative,
+    check_positive,
     check_positive_int,
     check_time_constants,
 )
 from ..activations import ACTIVATIONS, get_activation
 from .base import (
+    ORTHONORMAL_SCALES,
+    READOUT_BIAS_INITS,
     AbstractRecurrentModel,
     initial_state_parameter,
     leaky_update,
     narrow_matmul,
     normal_init,
     orthonormal_columns,
+    readout_bias,
     replace_fields,
     time_constant,
 )
@@ -72,6 +90,26 @@ def _channels(name: str, channels: Sequence[int] | None, n_in: int) -> tuple[int
     if len(set(chans)) != len(chans):
         raise ValueError(f"{name} repeats a channel: {list(chans)}")
     return chans
+
+
+def _clamps(clamps, rank: int) -> tuple[tuple[int, float], ...] | None:
+    if clamps is None:
+        return None
+    out = []
+    for item in clamps:
+        try:
+            k, c = item
+        except (TypeError, ValueError):
+            raise ValueError(f"clamp_gains must be (component, value) pairs, got {item!r}") from None
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 0 <= int(k) < rank:
+            raise ValueError(f"clamp_gains component {k!r} must be an integer in 0..{rank - 1} (rank={rank})")
+        c = float(c)
+        if not 0.0 <= c <= 1.0:
+            raise ValueError(f"clamp_gains value {c!r} for s_{int(k)} must lie in [0, 1] (a gain is a sigmoid)")
+        out.append((int(k), c))
+    if len({k for k, _ in out}) != len(out):
+        raise ValueError(f"clamp_gains names a component twice: {list(clamps)}")
+    return tuple(out) or None
 
 
 class NMRNN(AbstractRecurrentModel):
@@ -106,7 +144,9 @@ class NMRNN(AbstractRecurrentModel):
     linearized: bool = eqx.field(static=True)
     symmetric: bool = eqx.field(static=True)
     orthonormalize: bool = eqx.field(static=True)
+    orthonormal_scale: str = eqx.field(static=True)
     scale_by_n: bool = eqx.field(static=True)
+    clamp_gains: tuple[tuple[int, float], ...] | None = eqx.field(static=True)
     sigma_rec: float = eqx.field(static=True)
     x_inputs: tuple[int, ...] | None = eqx.field(static=True)
     z_inputs: tuple[int, ...] | None = eqx.field(static=True)
@@ -137,6 +177,10 @@ class NMRNN(AbstractRecurrentModel):
         orthonormalize: bool | None = None,
         feedback: bool = False,
         scale_by_n: bool = True,
+        orthonormal_scale: str = "sqrt_n",
+        factor_std: float | None = None,
+        readout_bias_init: str = "zeros",
+        clamp_gains: Sequence[tuple[int, float]] | None = None,
         sigma_rec: float = 0.0,
         x_inputs: Sequence[int] | None = None,
         z_inputs: Sequence[int] | None = None,
@@ -163,6 +207,11 @@ class NMRNN(AbstractRecurrentModel):
                     f"x_activation={x_activation!r}"
                 )
         check_nonnegative("sigma_rec", sigma_rec)
+        check_choice("orthonormal_scale", orthonormal_scale, ORTHONORMAL_SCALES)
+        check_choice("readout_bias_init", readout_bias_init, READOUT_BIAS_INITS)
+        if factor_std is not None:
+            check_positive("factor_std", factor_std)
+        self.clamp_gains = _clamps(clamp_gains, rank)
         self.x_inputs = _channels("x_inputs", x_inputs, n_in)
         self.z_inputs = _channels("z_inputs", z_inputs, n_in)
         p_x = n_in if self.x_inputs is None else len(self.x_inputs)
@@ -182,17 +231,20 @@ class NMRNN(AbstractRecurrentModel):
             x_activation = "identity"
         self.x_activation = activation if x_activation is None else x_activation
         self.symmetric, self.orthonormalize = bool(symmetric), bool(orthonormalize)
+        self.orthonormal_scale = orthonormal_scale
         self.scale_by_n, self.sigma_rec = bool(scale_by_n), float(sigma_rec)
 
         k = jr.split(key, 9)
-        # Initial scales follow the reference code: N(0,1) factors (with the 1/N scaling),
-        # inputs / sqrt(P), readout / sqrt(N), NM weights and gain readout 0.1.
-        factor_scale = 1.0 if scale_by_n else 1.0 / np.sqrt(n_hidden)
+        # Initial scales follow the reference code: inputs / sqrt(P), readout / sqrt(N), NM
+        # weights and gain readout 0.1; N(0,1) factors with the 1/N scaling.
+        if factor_std is None:
+            factor_std = 1.0 if scale_by_n else 1.0 / np.sqrt(n_hidden)
+        factor_scale = float(factor_std)
         self.L = normal_init(k[0], (n_hidden, rank), factor_scale)
         self.R = None if symmetric else normal_init(k[1], (n_hidden, rank), factor_scale)
         self.B_x = normal_init(k[2], (n_hidden, p_x), 1.0 / np.sqrt(p_x))
         self.C = normal_init(k[3], (n_out, n_hidden), 1.0 / np.sqrt(n_hidden))
-        self.d = jnp.zeros(n_out)
+        self.d = readout_bias(jr.fold_in(key, 9), n_out, n_hidden, readout_bias_init)
         self.W_z = normal_init(k[4], (n_nm, n_nm), 0.1)
         self.B_z = normal_init(k[5], (n_nm, p_z), 1.0 / np.sqrt(p_z))
         self.A_z = normal_init(k[6], (rank, n_nm), 0.1)
@@ -202,13 +254,18 @@ class NMRNN(AbstractRecurrentModel):
     # -- derived quantities ------------------------------------------------------------------
     def factors(self) -> tuple[Array, Array]:
         """The (L, R) actually used by the recurrence (``R = L`` when symmetric)."""
-        L = orthonormal_columns(self.L) if self.orthonormalize else self.L
+        L = orthonormal_columns(self.L, self.orthonormal_scale) if self.orthonormalize else self.L
         R = L if self.symmetric else self.R
         return L, R
 
     def gains(self, z: Array) -> Array:
-        """``s = sigmoid(A_z z + b_z)`` for any leading dims of ``z``."""
-        return jax.nn.sigmoid(narrow_matmul(z, self.A_z.T) + self.b_z)
+        """``s = sigmoid(A_z z + b_z)`` for any leading dims of ``z`` (components in
+        ``clamp_gains`` held at their constants)."""
+        s = jax.nn.sigmoid(narrow_matmul(z, self.A_z.T) + self.b_z)
+        if self.clamp_gains:
+            k = jnp.asarray([c[0] for c in self.clamp_gains])
+            s = s.at[..., k].set(jnp.asarray([c[1] for c in self.clamp_gains], s.dtype))
+        return s
 
     def materialize(self):
         if not self.orthonormalize:
@@ -264,8 +321,9 @@ class NMRNN(AbstractRecurrentModel):
     # -- backward pass by hand (nmrnn.models.bptt) ------------------------------------------
     @property
     def manual_backward(self) -> bool:
-        """The hand-written backward applies to the materialised model (L already orthonormal)."""
-        return not self.orthonormalize
+        """The hand-written backward applies to the materialised model (L already orthonormal)
+        without clamped gains."""
+        return not self.orthonormalize and not self.clamp_gains
 
     def _scale(self) -> float:
         return 1.0 / self.n_hidden if self.scale_by_n else 1.0

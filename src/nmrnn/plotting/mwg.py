@@ -83,3 +83,49 @@ def plot_gains(model, task: MeasureWaitGo, path: str | Path, title: str = "NM-RN
     axes[0, -1].legend(title="interval", fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
     fig.suptitle(f"{title}: neuromodulatory gains aligned to the go cue", y=1.04)
     return save(fig, path)
+
+
+def plot_loss_distributions(arms: dict, path: str | Path) -> Path:
+    """Per-seed L2 losses of every model on trained and extrapolated intervals (Fig. 3C), one
+    panel per protocol. ``arms``: ``{arm: {model label: {"trained": [...], "extrapolated": [...]}}}``."""
+    fig, axes = plt.subplots(1, len(arms), figsize=(4.6 * len(arms), 3.6), squeeze=False, sharey=True)
+    for col, (arm, models) in enumerate(arms.items()):
+        ax = axes[0, col]
+        for x, sets in enumerate(models.values()):
+            for dx, (name, colour) in zip((-0.15, 0.15), (("trained", "0.35"), ("extrapolated", "tab:red")), strict=True):
+                vals = np.asarray(sets[name], dtype=float)
+                ax.scatter(np.full(vals.shape, x + dx), vals, s=14, color=colour, alpha=0.8,
+                           label=name if x == 0 else None)
+                ax.hlines(vals.mean(), x + dx - 0.1, x + dx + 0.1, color=colour, lw=2)
+        ax.set_xticks(range(len(models)), list(models), rotation=20)
+        ax.set_yscale("log")
+        ax.set_title(f"{arm} protocol")
+    axes[0, 0].set_ylabel("L2 loss per seed (bar: mean)")
+    axes[0, -1].legend(fontsize=8, frameon=False)
+    fig.suptitle("MWG: loss on trained and extrapolated intervals", y=1.02)
+    return save(fig, path)
+
+
+def plot_gain_ablation(variants: dict, task: MeasureWaitGo, path: str | Path, before: int = 5, after: int = 35) -> Path:
+    """Output traces of the NM-RNN with each gain component held at a constant (Fig. 3F): one
+    column per variant (``{"intact": model, "s_1 held": model, ...}``), trained and extrapolated
+    intervals overlaid, aligned to the go cue; targets dashed."""
+    intervals = sorted(set(task.intervals) | set(EXTRAPOLATION_INTERVALS))
+    colours = _interval_colours(intervals, sorted(task.intervals))
+    batch = task.test_batch(intervals)
+    tg = np.asarray(batch.info["t_go"])
+    fig, axes = plt.subplots(1, len(variants), figsize=(3.2 * len(variants), 3.2), squeeze=False, sharey=True)
+    for col, (label, model) in enumerate(variants.items()):
+        ys = np.asarray(simulate(model, batch.inputs).outputs[..., 0])
+        ax = axes[0, col]
+        for k, interval in enumerate(intervals):
+            t0, t1 = tg[k] - before, min(tg[k] + after, task.n_steps)
+            rel = np.arange(t0, t1) - tg[k]
+            ax.plot(rel, ys[k, t0:t1], color=colours[interval], lw=1.4, label=str(interval))
+            ax.plot(rel, np.asarray(batch.targets)[k, t0:t1, 0], "--", color=colours[interval], lw=0.8)
+        ax.set_title(label)
+        ax.set_xlabel("steps from go cue")
+    axes[0, 0].set_ylabel("output")
+    axes[0, -1].legend(title="interval", fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.suptitle("NM-RNN with one gain component held at its mean", y=1.04)
+    return save(fig, path)

@@ -20,6 +20,9 @@ OPTIMIZERS = ("adamw", "adam")
 #: ``warmup_steps`` steps applies to all.
 SCHEDULES = ("constant", "cosine", "exponential")
 LOSSES = ("mse", "cross_entropy")
+#: Gradient clipping: ``global_norm`` rescales the whole gradient to norm <= clip;
+#: ``value`` clips every element to [-clip, clip] (``optax.clip``, the NM-RNN authors' code).
+CLIP_MODES = ("global_norm", "value")
 
 
 def _opt(default, help: str, **extra):
@@ -55,7 +58,9 @@ class TrainConfig:
         lr: learning rate.
         optimizer: ``"adamw"`` (the NM-RNN reference: ``clip(1.0)`` then ``AdamW``) or ``"adam"``.
         weight_decay: AdamW's decoupled weight decay (optax's default 1e-4).
-        clip: global-norm gradient clipping threshold; ``None`` for none.
+        clip: gradient clipping threshold; ``None`` for none.
+        clip_mode: ``"global_norm"`` (default) or ``"value"`` (element-wise, as the NM-RNN
+            authors' ``optax.clip(1.0)``).
         batch_size: trials per step; ``None`` uses the task's ``default_batch_size``.
         fixed_batch: train on one fixed batch (the task's ``fixed_batch()`` if it has one, else one
             sampled batch) instead of fresh trials every step.
@@ -68,6 +73,11 @@ class TrainConfig:
         loss: ``"mse"`` (masked MSE) or ``"cross_entropy"`` (masked softmax cross-entropy).
         weight_l1: coefficient of the sum of absolute trainable parameters.
         lr_schedule, warmup_steps, final_lr_factor: the learning rate within each stage.
+        select_best_block: ``None`` keeps each stage's last parameters. A number B splits every
+            stage into blocks of B steps (the last one possibly shorter) and ends the stage with
+            the parameters at the end of the block whose last recorded loss is the lowest, as
+            the NM-RNN authors' training functions do with B = 1000; the next stage starts
+            from them.
 
     The numeric fields (``lr``, ``weight_decay``, ``clip``'s value, the regulariser weights,
     ``warmup_steps``, ``final_lr_factor``, the stages' ``lr``) reach the compiled training loop as
@@ -79,7 +89,8 @@ class TrainConfig:
     lr: float = _opt(1e-2, "learning rate")
     optimizer: str = _opt("adamw", "optimiser", choices=OPTIMIZERS)
     weight_decay: float = _opt(1e-4, "AdamW's decoupled weight decay")
-    clip: float | None = _opt(1.0, "global-norm gradient clipping threshold ('none' disables)")
+    clip: float | None = _opt(1.0, "gradient clipping threshold ('none' disables)")
+    clip_mode: str = _opt("global_norm", "gradient clipping: the global norm, or every element", choices=CLIP_MODES)
     batch_size: int | None = _opt(None, "trials per step (default: the task's)")
     fixed_batch: bool = _opt(False, "train on the task's fixed full batch instead of fresh trials")
     stages: tuple[Stage, ...] | None = _opt(
@@ -95,6 +106,9 @@ class TrainConfig:
     lr_schedule: str = _opt("constant", "learning-rate schedule within each stage", choices=SCHEDULES)
     warmup_steps: int = _opt(0, "linear learning-rate warm-up at the start of each stage (steps)")
     final_lr_factor: float = _opt(0.1, "final lr / lr of the cosine and exponential schedules")
+    select_best_block: int | None = _opt(
+        None, "end each stage with the parameters of its best block of this many steps ('none': the last)"
+    )
 
     def __post_init__(self):
         check_positive_int("steps", self.steps)
@@ -103,6 +117,9 @@ class TrainConfig:
         check_nonnegative("weight_decay", self.weight_decay)
         if self.clip is not None:
             check_positive("clip", self.clip)
+        check_choice("clip_mode", self.clip_mode, CLIP_MODES)
+        if self.select_best_block is not None:
+            check_positive_int("select_best_block", self.select_best_block)
         if self.batch_size is not None:
             check_positive_int("batch_size", self.batch_size)
         check_positive_int("steps_per_call", self.steps_per_call)
@@ -132,8 +149,9 @@ class TrainConfig:
     def compiled_form(self) -> TrainConfig:
         """This config with every number that reaches the compiled training chunk as data (lr,
         weight decay, clip value, regulariser weights, warm-up, final lr factor, stage lengths and
-        lrs, checkpointing) set to a fixed placeholder: configs that differ only in those numbers
-        have equal compiled forms and share one compilation."""
+        lrs) or that only the host loop reads (checkpointing, best-block selection) set to a fixed
+        placeholder: configs that differ only in those numbers have equal compiled forms and share
+        one compilation."""
         return dataclasses.replace(
             self,
             steps=1,
@@ -142,6 +160,7 @@ class TrainConfig:
             clip=None if self.clip is None else 1.0,
             stages=tuple(Stage(1, s.group) for s in self.schedule),
             checkpoint_every=1,
+            select_best_block=None,
             weight_l2=float(self.weight_l2 > 0),
             activity_l2=float(self.activity_l2 > 0),
             weight_l1=float(self.weight_l1 > 0),
@@ -152,7 +171,7 @@ class TrainConfig:
     def structure(self) -> tuple:
         """What an ensemble's members must share: the compiled form and the stage lengths (two
         configs with the same structure differ only in numbers that are passed as data)."""
-        return (self.compiled_form(), tuple(s.steps for s in self.schedule))
+        return (self.compiled_form(), tuple(s.steps for s in self.schedule), self.select_best_block)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

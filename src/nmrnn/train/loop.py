@@ -83,7 +83,8 @@ def loss_fn(model: AbstractRecurrentModel, batch: Batch, key, config: TrainConfi
 
 
 def make_optimizer(config: TrainConfig, lr: float | jax.Array, weight_decay=None, clip=None) -> optax.GradientTransformation:
-    """``clip_by_global_norm(clip)`` then Adam or AdamW (the NM-RNN reference recipe).
+    """Gradient clipping (``clip_by_global_norm(clip)``, or element-wise ``clip(clip)`` with
+    ``clip_mode="value"`` as the NM-RNN authors' code) then Adam or AdamW.
 
     The numbers may be traced arrays: the training loop builds the optimiser inside the compiled
     step from its hyperparameter arrays, so a new learning rate does not recompile.
@@ -92,7 +93,7 @@ def make_optimizer(config: TrainConfig, lr: float | jax.Array, weight_decay=None
     clip = config.clip if clip is None else clip
     parts = []
     if config.clip is not None:
-        parts.append(optax.clip_by_global_norm(clip))
+        parts.append(optax.clip(clip) if config.clip_mode == "value" else optax.clip_by_global_norm(clip))
     if config.optimizer == "adamw":
         parts.append(optax.adamw(lr, weight_decay=weight_decay))
     else:
@@ -407,9 +408,13 @@ def _fit_members(models, task, configs, *, keys, run_dirs, resume, progress, cal
     steps = [0] * n_members
     fills: list[Callable | None] = [None] * n_members
     models = list(models)
+    block = config.select_best_block
+    bests: list[tuple[Any, float] | None] = [None] * n_members  # (model, loss) of the stage's best block so far
     for i, path in enumerate(run_paths):
         if path is not None and resume and (path / CHECKPOINT).exists():
-            steps[i], models[i], fills[i], losses[i], loaded_terms = _load(path, models[i], stage_start, total, names)
+            steps[i], models[i], fills[i], losses[i], loaded_terms, bests[i] = _load(
+                path, models[i], stage_start, total, names, block is not None
+            )
             for k, v in loaded_terms.items():
                 terms[k][i] = v
     if len(set(steps)) > 1:
@@ -452,8 +457,13 @@ def _fit_members(models, task, configs, *, keys, run_dirs, resume, progress, cal
                     hp = _stack(hps)
                 else:
                     (params, static), opt_state, hp = parts[0], opt_states[0], hps[0]
+                best = best_loss = None
+                if block is not None:
+                    best, best_loss = _resumed_best(bests, models, stage.group, params, vmapped)
                 while step < s1:
                     n = min(config.steps_per_call, s1 - step)
+                    if block is not None:  # chunks end on block boundaries
+                        n = min(n, block - (step - s0) % block)
                     new_params, new_opt, chunk, aux, finite = chunk_fn(
                         params, static, opt_state, objective, fixed, hp, keys_arr,
                         jnp.asarray(step, dtype=jnp.int32), jnp.asarray(s0, dtype=jnp.int32),
@@ -487,15 +497,20 @@ def _fit_members(models, task, configs, *, keys, run_dirs, resume, progress, cal
                     step += n
                     if bar is not None:
                         bar.update(n, float(chunk[:, -1].mean()), stage.group)
+                    if block is not None and ((step - s0) % block == 0 or step == s1):
+                        best, best_loss = _keep_best(best, best_loss, params, losses[:, step - 1], vmapped)
+                        if step == s1:
+                            params = best
+                    mid = (best, best_loss) if block is not None and step < s1 else None
 
                     if any(p is not None for p in run_paths) and (
                         step - last_ckpt >= config.checkpoint_every or step == s1
                     ):
-                        _save_members(run_paths, params, static, opt_state, step, losses, stage_index, configs, terms, vmapped)
+                        _save_members(run_paths, params, static, opt_state, step, losses, stage_index, configs, terms, vmapped, mid)
                         last_ckpt = step
                     if flag.signum is not None:
                         if step > last_ckpt:
-                            _save_members(run_paths, params, static, opt_state, step, losses, stage_index, configs, terms, vmapped)
+                            _save_members(run_paths, params, static, opt_state, step, losses, stage_index, configs, terms, vmapped, mid)
                         where = f"; checkpoint at step {step}" if any(p is not None for p in run_paths) else ""
                         raise Interrupted(flag.signum, f"training stopped at step {step} of {total}{where}")
                     if callback is not None:
@@ -531,32 +546,70 @@ def _write_curve(path: Path, losses, stage_index, config: TrainConfig, terms: di
     atomic_write_text(path, buf.getvalue())
 
 
-def _save_members(run_paths, params, static, opt_state, step, losses, stage_index, configs, terms, vmapped) -> None:
-    """Write every member's checkpoint and curve (members of a vmapped ensemble are unstacked)."""
+def _keep_best(best, best_loss, params, block_losses, vmapped):
+    """Best-block selection at a block's end: keep ``params`` for every member whose block's last
+    recorded loss (``block_losses``, ``(members,)``) is below its best so far."""
+    block_losses = np.asarray(block_losses, dtype=np.float64)
+    if best is None:
+        return params, block_losses.copy()
+    better = block_losses < best_loss
+    new_loss = np.where(better, block_losses, best_loss)
+    if not vmapped:
+        return (params if better[0] else best), new_loss
+    mask = jnp.asarray(better)
+
+    def pick(b, p):
+        return jnp.where(mask.reshape((-1,) + (1,) * (p.ndim - 1)), p, b)
+
+    return jax.tree.map(pick, best, params), new_loss
+
+
+def _resumed_best(bests, models, group, params, vmapped):
+    """The best block so far of a stage resumed mid-way (from the checkpoints), else none."""
+    if all(b is None for b in bests):
+        return None, None
+    if any(b is None for b in bests):
+        raise CheckpointError("some ensemble members' checkpoints lack their best block; resume them one at a time")
+    parts = [eqx.partition(m, trainable_filter(m, group))[0] for m, _ in bests]
+    loss = np.asarray([b[1] for b in bests], dtype=np.float64)
+    for i in range(len(bests)):
+        bests[i] = None
+    return (_stack(parts) if vmapped else parts[0]), loss
+
+
+def _save_members(run_paths, params, static, opt_state, step, losses, stage_index, configs, terms, vmapped, mid=None) -> None:
+    """Write every member's checkpoint and curve (members of a vmapped ensemble are unstacked).
+    ``mid``: ``(best params, best losses)`` of the stage's best block so far, kept in the
+    checkpoint so that a resumed run selects the same block."""
     for i, path in enumerate(run_paths):
         if path is None:
             continue
         p_i = _unstack(params, i) if vmapped else params
         s_i = _unstack(static, i) if vmapped else static
         o_i = _unstack(opt_state, i) if vmapped else opt_state
+        best_i = None
+        if mid is not None and mid[0] is not None:
+            b_i = _unstack(mid[0], i) if vmapped else mid[0]
+            best_i = (eqx.combine(b_i, s_i), float(mid[1][i]))
         _save(path, eqx.combine(p_i, s_i), o_i, step, losses[i], stage_index, configs[i],
-              {k: v[i] for k, v in terms.items()})
+              {k: v[i] for k, v in terms.items()}, best_i)
 
 
-def _save(run_path, model, opt_state, step, losses, stage_index, config, terms) -> None:
+def _save(run_path, model, opt_state, step, losses, stage_index, config, terms, best=None) -> None:
     arrays = {"step": np.asarray(step), "losses": losses[:step]}
     arrays.update({f"term:{k}": v[:step] for k, v in terms.items()})
-    save_checkpoint(
-        run_path / CHECKPOINT,
-        {"model": eqx.filter(model, eqx.is_array), "opt_state": opt_state},
-        arrays,
-    )
+    trees = {"model": eqx.filter(model, eqx.is_array), "opt_state": opt_state}
+    if best is not None:
+        trees["best_model"] = eqx.filter(best[0], eqx.is_array)
+        arrays["best_loss"] = np.asarray(best[1], dtype=np.float64)
+    save_checkpoint(run_path / CHECKPOINT, trees, arrays)
     _write_curve(run_path / CURVE, losses[:step], stage_index[:step], config, {k: v[:step] for k, v in terms.items()})
 
 
-def _load(run_path, model, stage_start, total, names=()):
-    """Restore (step, model, a function filling the optimiser state, losses, terms) from a
-    checkpoint."""
+def _load(run_path, model, stage_start, total, names=(), best_block=False):
+    """Restore (step, model, a function filling the optimiser state, losses, terms, best) from a
+    checkpoint; ``best`` is the (model, loss) of the stage's best block so far when the checkpoint
+    is mid-stage and ``best_block`` selection is on, else ``None``."""
     path = run_path / CHECKPOINT
     arrays_part, static_part = eqx.partition(model, eqx.is_array)
     files = read_arrays(path)
@@ -589,4 +642,13 @@ def _load(run_path, model, stage_start, total, names=()):
         restored, _ = load_checkpoint(path, {"opt_state": opt_skeleton}, files)
         return restored["opt_state"]
 
-    return step, model, fill, losses, terms
+    best = None
+    if best_block and step not in set(int(s) for s in stage_start):
+        if "array/best_loss" not in files:
+            raise CheckpointError(
+                f"checkpoint {path} was written without best-block selection (select_best_block); "
+                "resume it with the settings it was trained with"
+            )
+        restored, _ = load_checkpoint(path, {"best_model": arrays_part}, files)
+        best = (eqx.combine(restored["best_model"], static_part), float(arrays["best_loss"]))
+    return step, model, fill, losses, terms, best

@@ -345,7 +345,7 @@ def load_run(run_dir: str | Path) -> tuple[RunSpec, AbstractRecurrentModel, Abst
     if not (path / CHECKPOINT).exists():
         raise FileNotFoundError(f"{path} has no checkpoint yet ({CHECKPOINT})")
     stage_start = np.cumsum([0] + [s.steps for s in spec.train.schedule])
-    _, model, _, _, _ = _load(path, model, stage_start, spec.train.total_steps)
+    _, model, _, _, _, _ = _load(path, model, stage_start, spec.train.total_steps)
     return spec, model, task
 
 
