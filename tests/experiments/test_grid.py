@@ -179,6 +179,7 @@ def test_reproduce_passes_its_workers_to_the_grid(tmp_path):
     out = tmp_path / "r1"
     summary = run_reproduction("mwg", out, profile="smoke", grid=GridOptions(workers=2, force=True))
     assert summary["status"] != "failed", summary.get("error")
-    trials = _study(out / "comparison", "comparison").get_trials()
-    assert len(trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-    assert os.getpid() not in {t.user_attrs["pid"] for t in trials}
+    for arm in ("reference", "standard"):  # R1's two arms, each a grid of 4 runs
+        trials = _study(out / f"comparison-{arm}", f"comparison-{arm}").get_trials()
+        assert len(trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+        assert os.getpid() not in {t.user_attrs["pid"] for t in trials}

@@ -108,3 +108,88 @@ def test_gain_ablation_holds_each_gain_at_its_mean_and_changes_the_output():
     held = np.asarray(variants["s_2 held"].modulation(simulate(variants["s_2 held"], batch.inputs).states))
     np.testing.assert_allclose(held[..., 1], numbers["constants"][1], rtol=1e-6)
     assert set(numbers["loss"]["intact"]) == {"trained", "extrapolated"}
+
+
+# -- R3's criteria on synthetic numbers ----------------------------------------------------------
+
+def _eft_numbers(nm, lr, van, lstm, seeds=10):
+    from nmrnn.experiments.nmrnn_paper import eft_entries
+
+    _, groups = eft_entries()
+    rng = np.random.default_rng(1)
+    level = {"NM-RNN": nm, "LR-RNN": lr, "vanilla RNN": van, "LSTM": lstm}
+    per_seed = {}
+    for g, labels in groups.items():
+        for j, label in enumerate(labels):  # the first configuration of each class is its best
+            per_seed[label] = list(level[g] * (1 + 0.5 * j) + 0.01 * rng.random(seeds))
+    return per_seed, groups
+
+
+def test_r3_criteria_pass_fail_and_undecided():
+    from nmrnn.experiments.nmrnn_paper import eft_checks
+    from nmrnn.experiments.registry import verdict_of
+
+    chance = 440 / 12
+    checks, facts = eft_checks(*_eft_numbers(1.0, 4.0, 8.0, 0.8), chance)
+    assert all(c["passed"] for c in checks) and verdict_of(checks) == "reproduced"
+    assert facts["best_configuration"]["NM-RNN"] == "NM-RNN M=5 N=18 K=8" and facts["learned"]
+    # NM-RNN worse than the LR-RNN: both halves of "beats LR-RNN" fail.
+    checks, _ = eft_checks(*_eft_numbers(4.0, 1.0, 8.0, 0.8), chance)
+    failed = {c["name"] for c in checks if not c["passed"]}
+    assert {"NM-RNN beats LR-RNN", "NM-RNN beats LR-RNN (rank test)", "NM-RNN close to the LSTM"} <= failed
+    assert "NM-RNN beats vanilla RNN" not in failed
+    # Far from the LSTM only.
+    checks, _ = eft_checks(*_eft_numbers(3.0, 4.0, 8.0, 1.0), chance)
+    assert [c["name"] for c in checks if not c["passed"]] == ["NM-RNN close to the LSTM"]
+    # Nobody learned: every check undecided, whatever the order.
+    checks, facts = eft_checks(*_eft_numbers(30.0, 31.0, 32.0, 29.0), chance)
+    assert not facts["learned"] and all(c.get("decided") is False for c in checks)
+    assert verdict_of(checks) == "undecided"
+
+
+def test_eft_internal_states_condition_on_the_target_element_and_query():
+    import jax.random as jr
+
+    from nmrnn.experiments.nmrnn_paper import internal_states
+    from nmrnn.models import make_model
+    from nmrnn.tasks.eft import ElementFinder
+
+    task = ElementFinder()
+    model = make_model("nmrnn", n_in=1, n_out=1, n_hidden=18, n_nm=5, rank=8, tau_z=2.0, key=jr.PRNGKey(0))
+    by_value, by_query, onsets = internal_states(model, task, jr.PRNGKey(1), n_trials=7)
+    assert list(by_value) == [f"value {v}" for v in (-10, -5, 0, 5, 10)]
+    assert by_value["value 5"]["s"].shape == (7, 26, 8) and by_value["value 5"]["x"].shape == (7, 26, 18)
+    assert by_query["query 15"]["y"].shape == (7, 26, 1) and onsets["query 15"] == 16
+
+
+# -- R4's criteria on synthetic numbers ----------------------------------------------------------
+
+def test_r4_criteria():
+    from nmrnn.experiments.multitask import multitask_checks
+    from nmrnn.experiments.registry import verdict_of
+
+    before = {"DelayPro": [95.0], "DelayAnti": [92.0], "MemoryPro": [90.0], "MemoryAnti": [3.0]}
+    good = {"DelayPro": [93.0], "DelayAnti": [90.0], "MemoryPro": [88.0], "MemoryAnti": [85.0]}
+    assert verdict_of(multitask_checks(before, good)) == "reproduced"
+    forgot = dict(good, DelayAnti=[70.0])
+    assert [c["name"] for c in multitask_checks(before, forgot) if not c["passed"]] == ["keeps DelayAnti"]
+    unlearned = dict(good, MemoryAnti=[60.0])
+    assert [c["name"] for c in multitask_checks(before, unlearned) if not c["passed"]] == ["learns MemoryAnti"]
+    never = {t: [10.0] for t in before}
+    checks = multitask_checks(never, good)
+    assert all(c.get("decided") is False for c in checks) and verdict_of(checks) == "undecided"
+
+
+def test_r4_models_route_the_rule_inputs_and_retrain_their_stated_group():
+    import jax.random as jr
+
+    from nmrnn.experiments.multitask import MODELS, PROFILES, build, tasks
+    from nmrnn.models import check_trainable
+
+    train, retrain, test = tasks(PROFILES["smoke"])
+    assert train.n_in == retrain.n_in == test.n_in == 3 + 4  # fixation, sin, cos + four rules
+    for label, name, n, options, group, _ in MODELS:
+        model = build(label, name, n, options, train, jr.PRNGKey(0))
+        check_trainable(model, group)
+        if name == "nmrnn":
+            assert model.z_inputs == train.context_channels and model.x_inputs == train.sensory_channels

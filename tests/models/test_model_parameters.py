@@ -134,7 +134,7 @@ def expected_groups(name: str, o: dict) -> dict[str, set[str]]:
     if name == "gru":
         return {"recurrent": {"W_ih", "W_hh", "b", "b_hn"}, "readout": {"C", "d"}}
     if name == "lstm":
-        return {"recurrent": {"W_ih", "W_hh", "b"}, "readout": {"C", "d"}}
+        return {"recurrent": {"W_ih", "W_hh", "b"}, "input": {"W_ih"}, "readout": {"C", "d"}}
     raise AssertionError(name)
 
 

@@ -123,3 +123,23 @@ def test_best_block_selection_resumes_exactly(tmp_path, stop_at):
 def test_bad_reference_training_options_are_refused(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         TrainConfig(**kwargs)
+
+
+def test_minibatches_of_a_fixed_set_draw_the_documented_trials():
+    """``fixed_batch`` with a smaller ``batch_size``: step g trains on ``batch_size`` trials of the
+    fixed set drawn uniformly with replacement from the step's data key."""
+    from nmrnn.models import simulate
+    from nmrnn.tasks.base import masked_mse
+
+    task = make_task("mwg")
+    cfg = TrainConfig(steps=3, fixed_batch=True, batch_size=5, lr=1e-9, steps_per_call=3)
+    model = small()
+    result = fit(model, task, cfg, key=jr.PRNGKey(7))
+    fixed = task.fixed_batch()
+    for g in range(3):
+        k_data, _ = jr.split(jr.fold_in(jr.PRNGKey(7), g))
+        sub = fixed.take(jr.randint(k_data, (5,), 0, fixed.batch_size))
+        want = float(masked_mse(simulate(model, sub.inputs).outputs, sub.targets, sub.mask))
+        np.testing.assert_allclose(result.losses[g], want, rtol=1e-4)
+    full = fit(model, task, TrainConfig(steps=3, fixed_batch=True, lr=1e-9, steps_per_call=3), key=jr.PRNGKey(7))
+    assert np.ptp(full.losses) < 1e-6 < np.ptp(result.losses)  # the full set is the same every step

@@ -352,13 +352,14 @@ register(
         name="mwg",
         result_id="R1",
         paper=_NMRNN_PAPER,
-        description="Measure-Wait-Go, rank 3, parameter-matched NM-RNN / LR-RNN / vanilla / LSTM: extrapolation to untrained intervals",
+        description="Measure-Wait-Go, rank 3, parameter-matched NM-RNN / LR-RNN / vanilla / LSTM under the authors' protocol and the standard one: extrapolation to untrained intervals",
         claim=(
             "At equal parameter count (NM-RNN N=100; LR-RNN N=106; vanilla N=31; LSTM N=15), the NM-RNN "
             "has the lowest L2 loss on extrapolated intervals and its ramps keep the right slope."
         ),
         run=lazy("nmrnn_paper", "run_mwg"),
-        runtime={"smoke": "about 40 s on 2 CPU cores", "quick": "about 5 min on 2 CPU cores", "paper": "about 2 h on 2 CPU cores"},
+        runtime={"smoke": "about 1 min on 2 CPU cores", "quick": "about 10 min on 2 CPU cores with --workers 2",
+                 "paper": "about 3-4 h on 2 CPU cores with --workers 2 (two arms)"},
     )
 )
 register(
@@ -380,10 +381,26 @@ register(
         name="eft",
         result_id="R3",
         paper=_NMRNN_PAPER,
-        description="Element Finder at ~500 parameters: NM-RNN vs LR-RNN, vanilla RNN and LSTM",
+        description="Element Finder at ~500 parameters over the paper's grid: NM-RNNs vs LR-RNNs, vanilla RNNs and the LSTM",
         claim="At about 500 parameters NM-RNNs beat LR-RNNs and vanilla RNNs, close to the LSTM.",
         run=lazy("nmrnn_paper", "run_eft"),
-        runtime={"smoke": "about 35 s on 2 CPU cores", "quick": "about 2 min on 2 CPU cores", "paper": "about 1 h on 2 CPU cores"},
+        runtime={"smoke": "about 1 min on 2 CPU cores", "quick": "about 10 min on 2 CPU cores with --workers 2",
+                 "paper": "about 1 h on 2 CPU cores with --workers 2"},
+    )
+)
+
+register(
+    Reproduction(
+        name="multitask",
+        result_id="R4",
+        paper=_NMRNN_PAPER,
+        description="Multitask: train on DelayPro/DelayAnti/MemoryPro, retrain only the NM subnetwork on MemoryAnti",
+        claim=(
+            "After training on DelayPro, DelayAnti and MemoryPro, retraining only the NM subnetwork of the "
+            "NM-RNN learns MemoryAnti while keeping the other three tasks."
+        ),
+        run=lazy("multitask"),
+        runtime={"smoke": "about 40 s on a CPU", "quick": "about 10 min on a CPU", "paper": "about 6 h on a CPU (estimate)"},
     )
 )
 register(

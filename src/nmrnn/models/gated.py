@@ -75,6 +75,7 @@ class LSTM(AbstractRecurrentModel):
 
     param_groups: ClassVar[dict[str, tuple[str, ...]]] = {
         "recurrent": ("W_ih", "W_hh", "b"),
+        "input": ("W_ih",),
         "readout": ("C", "d"),
     }
     state_fields: ClassVar[tuple[str, ...]] = ("h", "c")

@@ -63,7 +63,9 @@ class TrainConfig:
             authors' ``optax.clip(1.0)``).
         batch_size: trials per step; ``None`` uses the task's ``default_batch_size``.
         fixed_batch: train on one fixed batch (the task's ``fixed_batch()`` if it has one, else one
-            sampled batch) instead of fresh trials every step.
+            sampled batch) instead of fresh trials every step. With a ``batch_size`` smaller than
+            that set, every step draws ``batch_size`` of its trials (uniformly, with
+            replacement: minibatches of a fixed training set).
         stages: optional sequence of :class:`Stage`; overrides ``steps``.
         steps_per_call: optimiser steps compiled into one ``lax.scan`` per host call.
         checkpoint_every: steps between checkpoints (rounded up to whole calls).

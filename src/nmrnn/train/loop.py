@@ -173,6 +173,7 @@ class _Plan(NamedTuple):
     config: TrainConfig  # the config's compiled form only: its numbers are data
     batch_size: int
     use_fixed: bool
+    minibatch: bool = False  # draw batch_size trials of the fixed set per step
 
 
 def _chunk_one(params, static, opt_state, objective, fixed, hp, key, start, stage_start, stage_len, *, task, plan, n_steps):
@@ -182,7 +183,12 @@ def _chunk_one(params, static, opt_state, objective, fixed, hp, key, start, stag
         params, opt_state = carry
         i, lr = scanned
         k_data, k_noise = jr.split(jr.fold_in(key, start + i))
-        data = fixed if plan.use_fixed else task.sample(k_data, plan.batch_size)
+        if plan.minibatch:  # uniform with replacement, as the NM-RNN authors' jr.choice
+            data = fixed.take(jr.randint(k_data, (plan.batch_size,), 0, fixed.batch_size))
+        elif plan.use_fixed:
+            data = fixed
+        else:
+            data = task.sample(k_data, plan.batch_size)
         (loss, aux), grads = eqx.filter_value_and_grad(
             lambda p: objective(eqx.combine(p, static), data, key=k_noise), has_aux=True
         )(params)
@@ -222,12 +228,16 @@ def _run_chunk_vmapped(params, static, opt_state, objective, fixed, hp, key, sta
 
 
 def _resolve_batch(task: AbstractTask, config: TrainConfig, key) -> tuple[int, Batch | None]:
+    """(trials per step, the fixed training set or None). With ``fixed_batch`` and a
+    ``batch_size`` below the fixed set's size, each step draws that many of its trials."""
     batch_size = config.batch_size or task.default_batch_size
     if not config.fixed_batch:
         return batch_size, None
     fixed = task.fixed_batch()
     if fixed is None:
         fixed = task.sample(jr.fold_in(key, 2**31 - 1), batch_size)
+    if config.batch_size is not None and config.batch_size < fixed.batch_size:
+        return config.batch_size, fixed
     return fixed.batch_size, fixed
 
 
@@ -397,7 +407,8 @@ def _fit_members(models, task, configs, *, keys, run_dirs, resume, progress, cal
     resolved = [_resolve_batch(task, c, k) for c, k in zip(configs, keys, strict=True)]
     batch_size = resolved[0][0]
     fixed_list = [f for _, f in resolved]
-    plan = _Plan(config.compiled_form(), batch_size, config.fixed_batch)
+    minibatch = fixed_list[0] is not None and batch_size < fixed_list[0].batch_size
+    plan = _Plan(config.compiled_form(), batch_size, config.fixed_batch, minibatch)
     stage_start = np.cumsum([0] + [s.steps for s in schedule])
     stage_index = np.repeat(np.arange(len(schedule)), [s.steps for s in schedule])
     names = _term_names(objectives[0], models[0], task, plan, fixed_list[0], keys[0])
