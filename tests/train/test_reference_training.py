@@ -2,25 +2,22 @@
 
 import dataclasses
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from train_helpers import interrupt_and_resume, small_nmrnn
 
-from nmrnn.models import make_model
 from nmrnn.tasks import make_task
 from nmrnn.train import Stage, TrainConfig, fit
 from nmrnn.train.loop import make_optimizer
 
-
-def small(seed=0):
-    return make_model("nmrnn", n_in=3, n_out=1, n_hidden=12, n_nm=3, rank=2, tau_x=10.0, tau_z=20.0, key=jr.PRNGKey(seed))
+small = small_nmrnn
 
 
 def arrays(model):
-    import equinox as eqx
-
     return [np.asarray(x) for x in jax.tree.leaves(eqx.filter(model, eqx.is_array))]
 
 
@@ -46,7 +43,7 @@ def test_value_clipping_clips_every_element_and_global_norm_rescales():
     np.testing.assert_allclose(first_transform(norm, g), want_norm, rtol=1e-6)
 
 
-def test_value_clipping_equals_optax_clip_then_adamw_in_training():
+def test_value_clipping_trains_differently_from_global_norm_clipping():
     task = make_task("mwg")
     cfg = TrainConfig(steps=30, steps_per_call=10, clip=1.0, clip_mode="value", fixed_batch=True, lr=1e-2)
     ours = fit(small(), task, cfg, key=jr.PRNGKey(1))
@@ -94,26 +91,15 @@ def test_best_block_selection_per_stage_and_the_next_stage_starts_from_it():
 
 
 
-class _Stop(Exception):
-    pass
-
-
 @pytest.mark.parametrize("stop_at", [5, 6])  # mid-block and at a block's end, mid-stage
 def test_best_block_selection_resumes_exactly(tmp_path, stop_at):
     task = make_task("mwg")
     cfg = TrainConfig(stages=(Stage(9, "lowrank"), Stage(6, "all")), select_best_block=3, steps_per_call=2,
                       checkpoint_every=1, **KW)
     full = fit(small(), task, cfg, key=jr.PRNGKey(2))
-
-    def interrupt(step, losses):
-        if step == stop_at:
-            raise _Stop
-
-    with pytest.raises(_Stop):
-        fit(small(), task, cfg, key=jr.PRNGKey(2), run_dir=tmp_path, callback=interrupt)
     unselected = fit(small(), task, dataclasses.replace(cfg, select_best_block=None), key=jr.PRNGKey(2))
     assert not np.array_equal(full.losses, unselected.losses)  # the selection matters here
-    resumed = fit(small(), task, cfg, key=jr.PRNGKey(2), run_dir=tmp_path, resume=True)
+    resumed = interrupt_and_resume(task, cfg, jr.PRNGKey(2), tmp_path, stop_at)
     np.testing.assert_array_equal(full.losses, resumed.losses)
     for a, b in zip(arrays(full.model), arrays(resumed.model), strict=True):
         np.testing.assert_array_equal(a, b)

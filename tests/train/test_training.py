@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from train_helpers import interrupt_and_resume, leaves_equal, small_nmrnn
 
 from nmrnn.models import make_model, simulate
 from nmrnn.tasks import MeasureWaitGo, make_task
@@ -13,15 +14,6 @@ from nmrnn.tasks.base import AbstractTask, masked_mse
 from nmrnn.train import NonFiniteLossError, Stage, TrainConfig, fit, load_checkpoint
 from nmrnn.train.loop import CHECKPOINT, loss_fn
 from nmrnn.train.run import RunSpec, evaluate_run, load_run, prepare_run_dir, train_run
-
-
-def small_nmrnn(seed=0):
-    return make_model("nmrnn", n_in=3, n_out=1, n_hidden=12, n_nm=3, rank=2, tau_x=10.0, tau_z=20.0, key=jr.PRNGKey(seed))
-
-
-def leaves_equal(a, b):
-    la, lb = jax.tree.leaves(eqx.filter(a, eqx.is_array)), jax.tree.leaves(eqx.filter(b, eqx.is_array))
-    return len(la) == len(lb) and all(np.array_equal(x, y) for x, y in zip(la, lb, strict=True))
 
 
 def test_masked_mse_matches_numpy():
@@ -85,22 +77,11 @@ STAGED = TrainConfig(
 )
 
 
-class _Stop(Exception):
-    pass
-
-
 @pytest.mark.parametrize("stop_at", [40, 60])  # at a stage boundary, and mid-stage
 def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, stop_at):
     task = make_task("mwg")
     full = fit(small_nmrnn(), task, STAGED, key=jr.PRNGKey(3))
-
-    def interrupt(step, losses):
-        if step == stop_at:
-            raise _Stop
-
-    with pytest.raises(_Stop):
-        fit(small_nmrnn(), task, STAGED, key=jr.PRNGKey(3), run_dir=tmp_path, callback=interrupt)
-    resumed = fit(small_nmrnn(), task, STAGED, key=jr.PRNGKey(3), run_dir=tmp_path, resume=True)
+    resumed = interrupt_and_resume(task, STAGED, jr.PRNGKey(3), tmp_path, stop_at)
     assert np.array_equal(full.losses, resumed.losses)
     assert leaves_equal(full.model, resumed.model)
     rows = (tmp_path / "curve.csv").read_text().strip().splitlines()

@@ -96,8 +96,12 @@ def build(label: str, name: str, n: int, options: dict, task: DriscollMultitask,
     return make_model(name, n_in=task.n_in, n_out=task.n_out, n_hidden=n, key=key, **reference_options(name, **opts))
 
 
-def percent_correct(model, test: DriscollMultitask) -> dict[str, float]:
-    batch = test.evaluation_batches(jr.PRNGKey(12345))["test"]
+def evaluation_trials(test: DriscollMultitask):
+    """The fixed test trials of every task (the same for every model and phase)."""
+    return test.evaluation_batches(jr.PRNGKey(12345))["test"]
+
+
+def percent_correct(model, test: DriscollMultitask, batch) -> dict[str, float]:
     metrics = test.evaluate(simulate(model, batch.inputs).outputs, batch)
     return {t: float(metrics[f"{t}/percent_correct"]) for t in RULES}
 
@@ -121,6 +125,7 @@ def run(out_dir: Path, profile: str, seed: int) -> dict[str, Any]:
     """R4 (registry format)."""
     settings = PROFILES[profile]
     train, retrain, test = tasks(settings)
+    batch = evaluation_trials(test)
     out = Path(out_dir)
     base = dict(fixed_batch=True, batch_size=settings.batch_size, clip_mode="value", select_best_block=1000,
                 steps_per_call=min(500, settings.steps), checkpoint_every=max(500, settings.steps // 10))
@@ -137,15 +142,15 @@ def run(out_dir: Path, profile: str, seed: int) -> dict[str, Any]:
             model = build(label, name, n, options, train, jr.fold_in(key, 0))
             first = fit(model, train, cfg1, key=jr.fold_in(key, 1), run_dir=run_dir / "train", resume=True).model
             second = fit(first, retrain, cfg2, key=jr.fold_in(key, 2), run_dir=run_dir / "retrain", resume=True).model
-            for t, v in percent_correct(first, test).items():
+            for t, v in percent_correct(first, test, batch).items():
                 per["before"][t].append(v)
-            for t, v in percent_correct(second, test).items():
+            for t, v in percent_correct(second, test, batch).items():
                 per["after"][t].append(v)
             if k == 0:
                 final[label] = second
         results[label] = {"percent_correct": per, "retrained": what, "n_hidden": n, "params": param_count(model)}
     checks = multitask_checks(results["NM-RNN"]["percent_correct"]["before"], results["NM-RNN"]["percent_correct"]["after"])
-    figures = _figures(out, final["NM-RNN"], test)
+    figures = _figures(out, final["NM-RNN"], batch)
     table = _table(results)
     learned = checks[0].get("decided", True)
     note = "" if learned else (
@@ -176,10 +181,9 @@ def _table(results) -> str:
     return "\n".join(rows)
 
 
-def _figures(out: Path, model, test: DriscollMultitask) -> list[str]:
+def _figures(out: Path, model, batch) -> list[str]:
     from ..plotting._common import plt, save
 
-    batch = test.evaluation_batches(jr.PRNGKey(12345))["test"]
     traj = simulate(model, batch.inputs)
     ids = np.asarray(batch.info["task_id"])
     s = np.asarray(model.modulation(traj.states))

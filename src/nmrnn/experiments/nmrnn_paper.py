@@ -39,7 +39,7 @@ from ..models.base import replace_fields
 from ..tasks.eft import ElementFinder
 from ..tasks.mwg import EXTRAPOLATION_INTERVALS, MeasureWaitGo
 from ..train.run import load_run
-from .compare import ModelEntry, run_compare, slug
+from .compare import ModelEntry, _mean_sem, run_compare, slug
 from .grid import GridOptions
 from .profiles import Profiles
 from .registry import check, verdict_of
@@ -182,9 +182,8 @@ def _arm(out_dir: Path, arm: str, profile: str, grid) -> dict[str, Any]:
 
 
 def _stat(values: Sequence[float]) -> dict[str, float]:
-    v = np.asarray(values, dtype=float)
-    sem = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
-    return {"mean": float(v.mean()), "sem": sem}
+    mean, sem = _mean_sem(values)
+    return {"mean": mean, "sem": sem}
 
 
 def run_mwg(out_dir: Path, profile: str, seed: int, grid: GridOptions | None = None) -> dict[str, Any]:

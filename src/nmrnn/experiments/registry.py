@@ -230,7 +230,7 @@ def _summarise(header: dict, result: Any) -> dict:
             raise ValueError(f"check {c.get('name', c)!r} lacks {sorted(missing)}")
     all_passed = all(bool(c["passed"]) for c in checks)
     reproduced = bool(result.get("reproduced", all_passed))
-    verdict = result.get("verdict") or ("reproduced" if reproduced and all_passed else verdict_of(checks, reproduced))
+    verdict = result.get("verdict") or verdict_of(checks, reproduced)
     extra = {k: v for k, v in result.items() if k not in {"checks", "metrics", "settings", "figures", "notes", "criterion", "reproduced", "verdict"}}
     summary = dict(
         header,
