@@ -3,6 +3,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 # Keep the test processes light on this small machine and deterministic in layout.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -11,3 +13,13 @@ if "NMRNN_COMPILATION_CACHE" not in os.environ:
     _cache = tempfile.mkdtemp(prefix="nmrnn-test-xla-")
     os.environ["NMRNN_COMPILATION_CACHE"] = _cache
     atexit.register(shutil.rmtree, _cache, True)
+
+
+@pytest.fixture(autouse=True)
+def _release_compiled_programs():
+    """The whole suite compiles more programs than one process may keep mapped (see
+    :func:`nmrnn.runtime.release_compiled_programs`); release them once past half the limit."""
+    yield
+    from nmrnn.runtime import release_compiled_programs
+
+    release_compiled_programs()

@@ -7,10 +7,15 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.random as jr
 import numpy as np
 import pytest
 
-from nmrnn.runtime import compilation_cache_dir, usable_cpus
+from nmrnn import runtime
+from nmrnn.models import make_model
+from nmrnn.runtime import compilation_cache_dir, memory_maps, release_compiled_programs, usable_cpus
+from nmrnn.tasks import FlipFlop
+from nmrnn.train import TrainConfig, fit
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -70,3 +75,45 @@ def test_processes_confined_to_one_cpu_use_their_own_programs(tmp_path):
     _train(tmp_path / "one", str(cache), cpus="0")
     folders = sorted(p.name for p in cache.iterdir())
     assert folders == sorted({f"jax-{jax.__version__}-cpus{usable_cpus()}", f"jax-{jax.__version__}-cpus1"})
+
+
+def test_memory_maps_counts_this_process():
+    maps = memory_maps()
+    if maps is None:
+        pytest.skip("the OS does not report memory mappings")
+    count, limit = maps
+    with open("/proc/self/maps") as f:
+        assert abs(count - sum(1 for _ in f)) < 50  # the same process, a moment apart
+    assert limit > count > 0
+
+
+def test_compiled_programs_are_released_only_past_the_limit(monkeypatch, tmp_path):
+    if memory_maps() is None:
+        pytest.skip("the OS does not report memory mappings")
+    f = jax.jit(lambda x: x * 3.0 + 1.0)
+    f(np.ones(3, np.float32))
+    assert f._cache_size() == 1
+    count = memory_maps()[0]
+    limit = tmp_path / "max_map_count"
+    monkeypatch.setattr(runtime, "_MAX_MAP_COUNT", limit)
+    limit.write_text(f"{4 * count}\n")  # a quarter of the limit in use: kept
+    assert not release_compiled_programs()
+    assert f._cache_size() == 1
+    limit.write_text(f"{count}\n")  # all of it: released
+    assert release_compiled_programs()
+    assert f._cache_size() == 0
+    np.testing.assert_array_equal(f(np.ones(3, np.float32)), np.full(3, 4.0))  # compiles again
+
+
+def test_training_releases_the_programs_of_earlier_runs_past_the_limit(monkeypatch, tmp_path):
+    if memory_maps() is None:
+        pytest.skip("the OS does not report memory mappings")
+    f = jax.jit(lambda x: x - 2.0)
+    f(np.ones(2, np.float32))
+    limit = tmp_path / "max_map_count"
+    limit.write_text("1\n")
+    monkeypatch.setattr(runtime, "_MAX_MAP_COUNT", limit)
+    task = FlipFlop(n_steps=6)
+    model = make_model("vanilla", n_in=task.n_in, n_out=task.n_out, n_hidden=4, key=jr.PRNGKey(0))
+    fit(model, task, TrainConfig(steps=2, batch_size=2), key=jr.PRNGKey(1))
+    assert f._cache_size() == 0

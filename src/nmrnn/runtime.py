@@ -77,3 +77,41 @@ def enable_compilation_cache(path: str | Path | None = None) -> Path | None:
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:  # else the user's choice
         jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     return folder
+
+
+# Each program XLA:CPU compiles keeps about 18 memory mappings for as long as JAX's caches hold
+# it, and Linux refuses new mappings past ``vm.max_map_count`` (65530 by default): a process that
+# compiles a few thousand programs (a long sweep worker, a test session) then dies with a
+# segmentation fault inside the compiler. Clearing JAX's caches releases them; programs compiled
+# again come from the on-disk cache when it is on.
+MAP_FRACTION = 0.5  # release the compiled programs past this fraction of the limit
+_MAX_MAP_COUNT = Path("/proc/sys/vm/max_map_count")
+_SELF_MAPS = Path("/proc/self/maps")
+
+
+def memory_maps() -> tuple[int, int] | None:
+    """``(mappings of this process, the system's limit)``, or ``None`` where the OS does not
+    say (not Linux)."""
+    try:
+        limit = int(_MAX_MAP_COUNT.read_text().split()[0])
+        with _SELF_MAPS.open("rb") as f:
+            count = sum(1 for _ in f)
+    except (OSError, ValueError, IndexError):
+        return None
+    return count, limit
+
+
+def release_compiled_programs(fraction: float = MAP_FRACTION) -> bool:
+    """Clear JAX's caches of compiled programs when this process holds more than ``fraction``
+    of the memory mappings the system allows; returns whether it did. Cheap enough to call before
+    every training run (one read of ``/proc/self/maps``); :func:`nmrnn.train.fit` does."""
+    maps = memory_maps()
+    if maps is None or maps[0] <= fraction * maps[1]:
+        return False
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
+    return True

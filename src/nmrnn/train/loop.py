@@ -33,6 +33,7 @@ import numpy as np
 import optax
 
 from ..models.base import AbstractRecurrentModel, check_inputs, check_trainable, trainable_filter
+from ..runtime import release_compiled_programs
 from ..tasks.base import AbstractTask, Batch
 from .checkpoint import (
     CheckpointError,
@@ -401,6 +402,7 @@ def _fit_members(models, task, configs, *, keys, run_dirs, resume, progress, cal
     if vmapped:
         _check_same_structure(models, "model")
         _check_same_structure(objectives, "objective")
+    release_compiled_programs()  # a long-lived process (sweep worker) would run out of mappings
 
     schedule = config.schedule
     total = config.total_steps
