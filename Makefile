@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 # The test suite also exercises the neurogym adapter against the real package, and a sweep shared
 # through a throwaway PostgreSQL server (psycopg2, from the postgres extra).
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install -q -e ".[test,neurogym,postgres]" "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test,neurogym,postgres,rl]" "$(TORCH)"
 	touch $@
 
 install: $(VENV)/.installed

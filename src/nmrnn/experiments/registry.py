@@ -452,6 +452,24 @@ register(
     )
 )
 
+register(
+    Reproduction(
+        name="bandit",
+        result_id="R10",
+        paper="e-nmRNN supplement (paper 000), section 6, Tables 1-2, Fig. 4",
+        description="A2C-trained e-nmRNN and vanilla agents on the block-switching bandit; NM states decoded against the block and the fitted Q-learning RPE",
+        claim=(
+            "An e-nmRNN agent (64 units, 4 NMs) trained with A2C on the block-switching two-armed "
+            "bandit performs the task, its neuromodulator concentrations track the hidden block "
+            "state, and they encode the reward-prediction error of a Q-learning model fitted to "
+            "its behaviour."
+        ),
+        run=lazy("bandit"),
+        runtime={"smoke": "about 30 s on 2 CPU cores", "quick": "about 10 min on 2 CPU cores",
+                 "paper": "about 2 h on 2 CPU cores (50k updates per agent)"},
+    )
+)
+
 __all__ = [
     "PROFILES",
     "REPRODUCTIONS",

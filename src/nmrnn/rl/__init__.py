@@ -1,0 +1,22 @@
+"""Reinforcement learning with recurrent agents: environments in pure JAX with gymnax's
+functional API (:mod:`nmrnn.rl.env`), a gymnasium wrapper (:mod:`nmrnn.rl.gym`), and actor-critic
+training through the library's one training loop (:mod:`nmrnn.rl.a2c`)."""
+
+from .a2c import (
+    A2C,
+    PAPER_A2C,
+    EnvironmentTask,
+    EnvStart,
+    Rollout,
+    check_agent,
+    evaluate_agent,
+    gae,
+    policy_terms,
+    rollout,
+)
+from .env import BLOCK_MODES, BanditParams, BanditState, BlockBandit
+
+__all__ = [
+    "A2C", "BLOCK_MODES", "PAPER_A2C", "BanditParams", "BanditState", "BlockBandit", "EnvStart",
+    "EnvironmentTask", "Rollout", "check_agent", "evaluate_agent", "gae", "policy_terms", "rollout",
+]

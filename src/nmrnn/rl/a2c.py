@@ -1,0 +1,307 @@
+"""Recurrent actor-critic agents trained by :func:`nmrnn.train.fit`.
+
+An *agent* is any library model whose readout has ``num_actions + 1`` outputs: the policy's
+logits and the value, read out of the same network (the paper's ``shared_rnn``). The recurrent
+state starts from the model's initial state at the start of an episode and is carried across the
+trials of the episode.
+
+Training goes through the one training loop. :class:`EnvironmentTask` is the data source: each
+optimiser step it gives ``n_envs`` freshly reset environments. :class:`A2C` is the objective: it
+rolls the agent out for ``n_steps`` trials in those environments (sampling actions, with the
+model's hidden-state noise), computes generalised advantage estimates (:func:`gae`) and returns
+the advantage actor-critic loss (as the paper's code release and the PyTorch A2C it builds on):
+
+    loss = policy + critic_coef * value - entropy_coef * entropy + sum_i w_i term_i
+    policy = -mean_t,b[ stop_grad(A_tb) * log pi(a_tb | h_tb) ]
+    value  =  mean_t,b[ (stop_grad(R_tb) - V_tb)^2 ],  R = A + V (the lambda-return)
+    entropy = mean_t,b[ H(pi(. | h_tb)) ]
+
+so environment, rollout and update are one compiled program (``lax.scan`` over updates), with the
+loop's checkpoints, exact resume, NaN stop and learning curves: the curve records every term,
+the entropy and the reward per trial.
+
+The paper's table (``policy_algorithm a2c``): lr 7e-4, gamma 0.95, GAE lambda 0.95, entropy
+coefficient 0.3, critic coefficient 0.01, max grad norm 0.5, Adam with eps 1e-8, 16 environments,
+200 steps per update (one 200-trial episode), activity L2 coefficient 100, hidden-state noise
+0.002: :data:`PAPER_A2C`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+from .._validation import check_nonnegative, check_positive, check_positive_int
+from ..models.base import AbstractRecurrentModel, Trajectory
+from ..tasks.base import AbstractTask
+from ..train.objectives import AbstractObjective, AbstractTerm
+from .env import BanditParams, BlockBandit
+
+#: The e-nmRNN paper's A2C settings (supplement, Table 2).
+PAPER_A2C = {
+    "lr": 7e-4, "gamma": 0.95, "lam": 0.95, "entropy_coef": 0.3, "critic_coef": 0.01,
+    "max_grad_norm": 0.5, "adam_eps": 1e-8, "n_envs": 16, "n_steps": 200, "activity_l2": 100.0,
+    "hidden_noise_std": 0.002, "num_updates": 50_000,
+}
+
+
+def check_discount(name: str, value: Any) -> float:
+    """A discount or GAE lambda: a number in (0, 1]."""
+    v = check_positive(name, value)
+    if v > 1:
+        raise ValueError(f"{name} must lie in (0, 1], got {value!r}")
+    return v
+
+
+# ----------------------------------------------------------------------------------------------
+# the data source
+# ----------------------------------------------------------------------------------------------
+
+
+class EnvStart(eqx.Module):
+    """``n`` freshly reset environments: their first observations ``obs (n, obs_size)``, states
+    (leading axis ``n``) and the environment's ``params``."""
+
+    obs: jax.Array
+    state: Any
+    params: BanditParams
+
+    @property
+    def batch_size(self) -> int:
+        return self.obs.shape[0]
+
+
+class EnvironmentTask(AbstractTask):
+    """An environment as :func:`nmrnn.train.fit`'s data source: ``sample(key, n)`` resets ``n``
+    environments (an :class:`EnvStart`). ``n_in`` is the observation size, ``n_out`` the
+    number of actions plus one (the value). ``n_steps`` is the rollout length of an update."""
+
+    env: BlockBandit
+    params: BanditParams
+    n_in: int = eqx.field(static=True)
+    n_out: int = eqx.field(static=True)
+    n_steps: int = eqx.field(static=True)
+
+    default_batch_size = PAPER_A2C["n_envs"]
+
+    def __init__(self, env: BlockBandit | None = None, *, n_steps: int | None = None,
+                 params: BanditParams | None = None):
+        self.env = BlockBandit() if env is None else env
+        if not isinstance(self.env, BlockBandit):
+            raise ValueError(f"EnvironmentTask needs a BlockBandit, got {type(self.env).__name__}")
+        self.params = self.env.default_params if params is None else params
+        self.n_in = self.env.obs_size
+        self.n_out = self.env.num_actions + 1
+        self.n_steps = check_positive_int("n_steps", self.env.episode_length if n_steps is None else n_steps)
+
+    def sample(self, key, batch_size: int) -> EnvStart:
+        check_positive_int("n_envs", batch_size)
+        obs, state = jax.vmap(self.env.reset, in_axes=(0, None))(jr.split(key, batch_size), self.params)
+        return EnvStart(obs, state, self.params)
+
+    def evaluation_batches(self, key):
+        raise NotImplementedError("evaluate an agent with nmrnn.rl.evaluate_agent")
+
+
+# ----------------------------------------------------------------------------------------------
+# rollouts and advantages
+# ----------------------------------------------------------------------------------------------
+
+
+class Rollout(NamedTuple):
+    """An agent's rollout, every field time-major ``(T, n_envs, ...)``: the observation it saw,
+    its logits, value and sampled action, the reward and episode end that followed, the
+    environment's info (``block``, ``p_reward``, ``flip``, ``time``), the model state after the
+    input of the step, and the value of the state after the last step (``last_value (n_envs,)``,
+    for bootstrapping a rollout that ends mid-episode)."""
+
+    obs: jax.Array
+    logits: jax.Array
+    values: jax.Array
+    actions: jax.Array
+    rewards: jax.Array
+    dones: jax.Array
+    info: dict[str, jax.Array]
+    states: Any
+    last_value: jax.Array
+
+
+def check_agent(model: AbstractRecurrentModel, env: BlockBandit) -> None:
+    """Refuse a model that cannot be an agent of ``env`` (before anything compiles)."""
+    if getattr(model, "n_in", None) != env.obs_size:
+        raise ValueError(
+            f"the agent's model has n_in={getattr(model, 'n_in', None)} but the environment's "
+            f"observation has {env.obs_size} entries (previous action one-hot, previous reward"
+            + (", time" if env.time_as_input else "") + ")"
+        )
+    if getattr(model, "n_out", None) != env.num_actions + 1:
+        raise ValueError(
+            f"the agent's model has n_out={getattr(model, 'n_out', None)}; an agent needs "
+            f"{env.num_actions + 1} (the {env.num_actions} action logits and the value)"
+        )
+    try:
+        model.initial_state(())
+    except NotImplementedError:
+        raise ValueError(f"{type(model).__name__} has no one-step map and cannot be an agent") from None
+
+
+def rollout(model: AbstractRecurrentModel, env: BlockBandit, start: EnvStart, key, n_steps: int, *,
+            noise: bool = True, greedy: bool = False) -> Rollout:
+    """Run the agent for ``n_steps`` trials in the environments of ``start``. Actions are sampled
+    from the policy (``greedy``: its most likely action); ``noise`` feeds the model's hidden-state
+    noise. The model state returns to the initial state where an episode ends."""
+    core = model.materialize()
+    n = start.obs.shape[0]
+    h0 = core.initial_state((n,))
+    n_act = env.num_actions
+    step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+    def body(carry, k):
+        h, obs, es = carry
+        k_noise, k_act, k_env = jr.split(k, 3)
+        h = core.step(h, obs, key=k_noise if noise else None)
+        y = core.readout(h)
+        logits, value = y[..., :n_act], y[..., n_act]
+        action = jnp.argmax(logits, -1) if greedy else jr.categorical(k_act, logits)
+        obs2, es2, reward, done, info = step_envs(jr.split(k_env, n), es, action, start.params)
+        h_next = jax.tree.map(lambda a, b: jnp.where(done[:, None], a, b), h0, h)
+        return (h_next, obs2, es2), (obs, logits, value, action, reward, done, info, h)
+
+    (h_last, obs_last, _), out = jax.lax.scan(body, (h0, start.obs, start.state), jr.split(key, n_steps))
+    obs, logits, values, actions, rewards, dones, info, states = out
+    h_boot = core.step(h_last, obs_last, key=None)
+    last_value = core.readout(h_boot)[..., n_act]
+    return Rollout(obs, logits, values, actions, rewards, dones, info, states, last_value)
+
+
+def gae(rewards, values, dones, last_value, gamma, lam):
+    """Generalised advantage estimates and lambda-returns, time-major ``(T, ...)``.
+
+    ``delta_t = r_t + gamma (1 - d_t) V_{t+1} - V_t`` and
+    ``A_t = delta_t + gamma lam (1 - d_t) A_{t+1}``, with ``V_T = last_value`` and ``d_t`` the
+    end of an episode at step t. Returns ``(advantages, returns = A + V)``."""
+    not_done = 1.0 - jnp.asarray(dones, values.dtype)
+    next_values = jnp.concatenate([values[1:], last_value[None]], axis=0)
+    deltas = rewards + gamma * not_done * next_values - values
+
+    def back(acc, x):
+        delta, nd = x
+        acc = delta + gamma * lam * nd * acc
+        return acc, acc
+
+    _, adv = jax.lax.scan(back, jnp.zeros_like(last_value), (deltas, not_done), reverse=True)
+    return adv, adv + values
+
+
+def policy_terms(logits, actions):
+    """``(log pi(a), entropy)`` of categorical policies with ``logits (..., A)``."""
+    logp_all = jax.nn.log_softmax(logits, axis=-1)
+    logp = jnp.take_along_axis(logp_all, actions[..., None], axis=-1)[..., 0]
+    entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
+    return logp, entropy
+
+
+# ----------------------------------------------------------------------------------------------
+# the objective
+# ----------------------------------------------------------------------------------------------
+
+
+class A2C(AbstractObjective):
+    """The advantage actor-critic loss of a rollout of the agent in ``env`` (see the module
+    docstring). Numbers are array leaves (data: changing one does not recompile); ``terms`` and
+    ``weights`` add regularisers on the rollout's trajectory (:class:`~nmrnn.train.ActivityL2`
+    is the paper's activity L2)."""
+
+    env: BlockBandit
+    gamma: jax.Array
+    lam: jax.Array
+    entropy_coef: jax.Array
+    critic_coef: jax.Array
+    terms: tuple[AbstractTerm, ...]
+    weights: jax.Array
+    n_steps: int = eqx.field(static=True)
+    noise: bool = eqx.field(static=True)
+
+    main_terms = ("policy_loss", "value_loss", "entropy", "reward_rate")
+
+    def __init__(self, env: BlockBandit, *, n_steps: int = PAPER_A2C["n_steps"], gamma: float = PAPER_A2C["gamma"],
+                 lam: float = PAPER_A2C["lam"], entropy_coef: float = PAPER_A2C["entropy_coef"],
+                 critic_coef: float = PAPER_A2C["critic_coef"], terms: Sequence[AbstractTerm] = (),
+                 weights: Sequence[float] = (), noise: bool = True):
+        if not isinstance(env, BlockBandit):
+            raise ValueError(f"A2C needs a BlockBandit environment, got {type(env).__name__}")
+        f = jnp.result_type(float)
+        self.env = env
+        self.n_steps = check_positive_int("n_steps", n_steps)
+        self.gamma = jnp.asarray(check_discount("gamma", gamma), f)
+        self.lam = jnp.asarray(check_discount("lam", lam), f)
+        self.entropy_coef = jnp.asarray(check_nonnegative("entropy_coef", entropy_coef), f)
+        self.critic_coef = jnp.asarray(check_nonnegative("critic_coef", critic_coef), f)
+        terms, weights = tuple(terms), tuple(weights)
+        if len(weights) != len(terms):
+            raise ValueError(f"{len(terms)} terms need {len(terms)} weights, got {len(weights)}")
+        names = [t.name for t in terms]
+        if len(set(names)) != len(names) or set(names) & set(self.main_terms):
+            raise ValueError(f"term names must be distinct and differ from {self.main_terms}: {names}")
+        w = [check_nonnegative(f"weight of {n}", v) for n, v in zip(names, weights, strict=True)]
+        self.terms, self.weights, self.noise = terms, jnp.asarray(w, f).reshape(-1), bool(noise)
+
+    @property
+    def term_names(self) -> tuple[str, ...]:
+        return (*self.main_terms, *(t.name for t in self.terms))
+
+    def loss_of(self, ro: Rollout) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """The actor-critic loss and its terms from a rollout (no regularisers)."""
+        adv, ret = gae(ro.rewards, jax.lax.stop_gradient(ro.values), ro.dones,
+                       jax.lax.stop_gradient(ro.last_value), self.gamma, self.lam)
+        adv, ret = jax.lax.stop_gradient(adv), jax.lax.stop_gradient(ret)
+        logp, entropy = policy_terms(ro.logits, ro.actions)
+        policy = -jnp.mean(adv * logp)
+        value = jnp.mean((ret - ro.values) ** 2)
+        ent = jnp.mean(entropy)
+        total = policy + self.critic_coef * value - self.entropy_coef * ent
+        aux = {"policy_loss": policy, "value_loss": value, "entropy": ent, "reward_rate": jnp.mean(ro.rewards)}
+        return total, aux
+
+    def __call__(self, model, data: EnvStart, *, key):
+        ro = rollout(model, self.env, data, key, self.n_steps, noise=self.noise)
+        total, aux = self.loss_of(ro)
+        batch_major = lambda a: jnp.moveaxis(a, 0, 1)  # noqa: E731
+        traj = Trajectory(batch_major(ro.logits), jax.tree.map(batch_major, ro.states))
+        for i, term in enumerate(self.terms):
+            value = term(model, traj, data)
+            aux[term.name] = value
+            total = total + self.weights[i] * value
+        return total, aux
+
+    def validate(self, model, task) -> None:
+        if not isinstance(task, EnvironmentTask):
+            raise ValueError(f"the A2C objective trains on an EnvironmentTask, got {type(task).__name__}")
+        if task.env != self.env:
+            raise ValueError("the A2C objective's environment differs from the task's")
+        if task.n_steps != self.n_steps:
+            raise ValueError(f"the task rolls out {task.n_steps} steps but the objective {self.n_steps}")
+        check_agent(model, self.env)
+
+
+def evaluate_agent(model: AbstractRecurrentModel, task: EnvironmentTask, key, *, n_envs: int = 64,
+                   greedy: bool = False) -> dict[str, float]:
+    """Reward per trial, fraction of trials on the better arm, and the oracle's reward rate over
+    ``n_envs`` fresh episodes of ``task.n_steps`` trials (noise-free)."""
+    k_env, k_run = jr.split(key)
+    start = task.sample(k_env, n_envs)
+    ro = _eval_rollout(model, task.env, start, k_run, task.n_steps, greedy)
+    best = np.asarray(ro.actions == ro.info["block"])
+    return {"reward_rate": float(np.mean(np.asarray(ro.rewards))), "p_best": float(np.mean(best)),
+            "oracle_reward_rate": task.env.oracle_reward_rate()}
+
+
+@eqx.filter_jit
+def _eval_rollout(model, env, start, key, n_steps, greedy):
+    return rollout(model, env, start, key, n_steps, noise=False, greedy=greedy)

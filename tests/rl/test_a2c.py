@@ -1,0 +1,204 @@
+"""A2C: advantages against a direct NumPy recursion, the loss against hand-computed values on a
+tiny rollout, gradients against finite differences, training through fit (resume, curves), an
+agent that learns the bandit, and bad input."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+from nmrnn.models import make_model
+from nmrnn.rl import A2C, BlockBandit, EnvironmentTask, Rollout, evaluate_agent, gae, rollout
+from nmrnn.train import TrainConfig, fit
+from nmrnn.train.objectives import ActivityL2
+
+
+def numpy_gae(r, v, d, last, gamma, lam):
+    T = len(r)
+    adv = np.zeros_like(v)
+    nxt_adv = np.zeros_like(last)
+    for t in reversed(range(T)):
+        next_v = last if t == T - 1 else v[t + 1]
+        delta = r[t] + gamma * (1 - d[t]) * next_v - v[t]
+        nxt_adv = delta + gamma * lam * (1 - d[t]) * nxt_adv
+        adv[t] = nxt_adv
+    return adv, adv + v
+
+
+def test_gae_matches_a_numpy_recursion_with_episode_ends():
+    rng = np.random.default_rng(0)
+    T, B = 13, 4
+    r = rng.random((T, B)).astype(np.float32)
+    v = rng.normal(size=(T, B)).astype(np.float32)
+    d = (rng.random((T, B)) < 0.2).astype(np.float32)
+    last = rng.normal(size=B).astype(np.float32)
+    for gamma, lam in [(0.95, 0.95), (0.9, 1.0), (1.0, 0.0)]:
+        adv, ret = gae(jnp.asarray(r), jnp.asarray(v), jnp.asarray(d), jnp.asarray(last), gamma, lam)
+        ref_adv, ref_ret = numpy_gae(r, v, d, last, gamma, lam)
+        np.testing.assert_allclose(adv, ref_adv, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(ret, ref_ret, rtol=1e-5, atol=1e-5)
+    # lambda = 1 without episode ends: the discounted return minus the value
+    adv, ret = gae(jnp.asarray(r), jnp.asarray(v), jnp.zeros((T, B)), jnp.asarray(last), 0.9, 1.0)
+    disc = np.array([sum(0.9 ** (k - t) * r[k] for k in range(t, T)) + 0.9 ** (T - t) * last for t in range(T)])
+    np.testing.assert_allclose(ret, disc, rtol=1e-5)
+
+
+def test_loss_of_a_tiny_rollout_by_hand():
+    # two steps, one environment, two actions; values 0.5 then 0.2, last value 0.1
+    logits = np.array([[[0.0, 1.0]], [[2.0, 0.0]]], np.float32)
+    values = np.array([[0.5], [0.2]], np.float32)
+    actions = np.array([[1], [0]])
+    rewards = np.array([[1.0], [0.0]], np.float32)
+    dones = np.zeros((2, 1), np.float32)
+    ro = Rollout(None, jnp.asarray(logits), jnp.asarray(values), jnp.asarray(actions), jnp.asarray(rewards),
+                 jnp.asarray(dones), {}, None, jnp.asarray([0.1]))
+    g, lam, ce, cv = 0.9, 0.8, 0.3, 0.01
+    obj = A2C(BlockBandit(), n_steps=2, gamma=g, lam=lam, entropy_coef=ce, critic_coef=cv)
+    total, aux = obj.loss_of(ro)
+    d1 = 0.0 + g * 0.1 - 0.2
+    d0 = 1.0 + g * 0.2 - 0.5
+    a1, a0 = d1, d0 + g * lam * d1
+    r1, r0 = a1 + 0.2, a0 + 0.5
+    lp = lambda z, a: z[a] - np.log(np.exp(z).sum())  # noqa: E731
+    ent = lambda z: -sum(np.exp(lp(z, i)) * lp(z, i) for i in range(2))  # noqa: E731
+    policy = -(a0 * lp(logits[0, 0], 1) + a1 * lp(logits[1, 0], 0)) / 2
+    value = ((r0 - 0.5) ** 2 + (r1 - 0.2) ** 2) / 2
+    entropy = (ent(logits[0, 0]) + ent(logits[1, 0])) / 2
+    assert float(aux["policy_loss"]) == pytest.approx(policy, rel=1e-5)
+    assert float(aux["value_loss"]) == pytest.approx(value, rel=1e-5)
+    assert float(aux["entropy"]) == pytest.approx(entropy, rel=1e-5)
+    assert float(aux["reward_rate"]) == pytest.approx(0.5)
+    assert float(total) == pytest.approx(policy + cv * value - ce * entropy, rel=1e-5)
+
+
+def _agent(n_hidden=8, seed=0, env=None, kind="vanilla", **kw):
+    env = env or BlockBandit(episode_length=20)
+    return make_model(kind, n_in=env.obs_size, n_out=env.num_actions + 1, n_hidden=n_hidden,
+                      key=jr.PRNGKey(seed), **kw)
+
+
+def test_rollout_follows_the_model_and_the_environment():
+    env = BlockBandit(episode_length=6)
+    task = EnvironmentTask(env, n_steps=9)  # crosses an episode end: state reset, new episode
+    model = _agent(env=env)
+    start = task.sample(jr.PRNGKey(0), 3)
+    ro = rollout(model, env, start, jr.PRNGKey(1), 9, noise=False)
+    # replay: the model's outputs on the observations it saw, restarting at the episode end
+    for b in range(3):
+        state = model.initial_state(())
+        for t in range(9):
+            state = model.step(state, ro.obs[t, b])
+            y = model.readout(state)
+            np.testing.assert_allclose(ro.logits[t, b], y[:2], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(ro.values[t, b], y[2], rtol=1e-5, atol=1e-6)
+            if t + 1 < 9 and not ro.dones[t, b]:
+                a = int(ro.actions[t, b])
+                assert np.array_equal(ro.obs[t + 1, b], [a == 0, a == 1, ro.rewards[t, b]])
+            if ro.dones[t, b]:
+                state = model.initial_state(())
+    assert np.array_equal(np.asarray(ro.dones[:, 0]), [0, 0, 0, 0, 0, 1, 0, 0, 0])
+
+
+def test_gradient_is_that_of_the_teacher_forced_surrogate():
+    """The objective's gradient equals that of the actor-critic surrogate written out on the
+    rollout's observations replayed through ``model.forward``, with the advantages and returns of
+    the NumPy recursion held fixed; that surrogate's gradient matches finite differences."""
+    env = BlockBandit(episode_length=6)
+    task = EnvironmentTask(env)
+    model = _agent(n_hidden=5, env=env)
+    g, lam, ce, cv, w_act = 0.9, 0.8, 0.3, 0.5, 0.7
+    obj = A2C(env, n_steps=6, gamma=g, lam=lam, entropy_coef=ce, critic_coef=cv, terms=[ActivityL2()],
+              weights=[w_act], noise=False)
+    start = task.sample(jr.PRNGKey(0), 3)
+    key = jr.PRNGKey(1)
+    ro = rollout(model, env, start, key, 6, noise=False)
+    adv, ret = numpy_gae(np.asarray(ro.rewards), np.asarray(ro.values), np.asarray(ro.dones),
+                         np.asarray(ro.last_value), g, lam)
+    obs = np.swapaxes(np.asarray(ro.obs), 0, 1)  # (B, T, 3); one episode, no reset inside
+    acts = np.swapaxes(np.asarray(ro.actions), 0, 1)
+    adv, ret = adv.T, ret.T
+
+    def surrogate(m):
+        traj = m.forward(jnp.asarray(obs))
+        logits, values = traj.outputs[..., :2], traj.outputs[..., 2]
+        logp_all = jax.nn.log_softmax(logits)
+        logp = jnp.take_along_axis(logp_all, jnp.asarray(acts)[..., None], -1)[..., 0]
+        entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, -1)
+        activity = jnp.mean(traj.states.x ** 2)
+        return (-jnp.mean(adv * logp) + cv * jnp.mean((ret - values) ** 2) - ce * jnp.mean(entropy)
+                + w_act * activity)
+
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    ours = jax.grad(lambda p: obj(eqx.combine(p, static), start, key=key)[0])(params)
+    ref = jax.grad(lambda p: surrogate(eqx.combine(p, static)))(params)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
+    assert float(jnp.abs(ours.W).max()) > 1e-4  # the recurrent weights get a gradient
+    f = lambda p: float(surrogate(eqx.combine(p, static)))  # noqa: E731
+    eps = 1e-2
+    for idx in [(0, 1), (2, 3)]:
+        up = eqx.tree_at(lambda p: p.W, params, params.W.at[idx].add(eps))
+        dn = eqx.tree_at(lambda p: p.W, params, params.W.at[idx].add(-eps))
+        assert float(ref.W[idx]) == pytest.approx((f(up) - f(dn)) / (2 * eps), rel=0.02, abs=1e-4)
+
+
+def test_training_through_fit_records_terms_and_resumes_exactly(tmp_path):
+    env = BlockBandit(episode_length=10)
+    task = EnvironmentTask(env)
+    obj = A2C(env, n_steps=10, terms=[ActivityL2()], weights=[1.0])
+    config = TrainConfig(steps=40, lr=1e-2, optimizer="adam", clip=0.5, batch_size=4, steps_per_call=10,
+                         checkpoint_every=10)
+    full = fit(_agent(env=env), task, config, key=jr.PRNGKey(2), objective=obj)
+    assert set(full.terms) >= {"policy_loss", "value_loss", "entropy", "reward_rate", "activity_l2"}
+
+    class Stop(Exception):
+        pass
+
+    def stop(step, losses):
+        if step == 20:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fit(_agent(env=env), task, config, key=jr.PRNGKey(2), objective=obj, run_dir=tmp_path, callback=stop)
+    resumed = fit(_agent(env=env), task, config, key=jr.PRNGKey(2), objective=obj, run_dir=tmp_path, resume=True)
+    np.testing.assert_array_equal(resumed.losses, full.losses)
+    a = jax.tree.leaves(eqx.filter(resumed.model, eqx.is_array))
+    b = jax.tree.leaves(eqx.filter(full.model, eqx.is_array))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert (tmp_path / "curve.csv").read_text().splitlines()[0].count("reward_rate") == 1
+
+
+def test_an_agent_learns_the_bandit():
+    """A small vanilla agent beats chance clearly after a short run (the oracle gets p_high)."""
+    env = BlockBandit(p_high=0.9, block_min=10, block_max=30, block_beta=10.0, episode_length=60)
+    task = EnvironmentTask(env)
+    obj = A2C(env, n_steps=60, entropy_coef=0.05, critic_coef=0.01)
+    model = _agent(n_hidden=16, env=env, seed=1, tau=1.0)
+    before = evaluate_agent(model, task, jr.PRNGKey(9), n_envs=128)
+    res = fit(model, task, TrainConfig(steps=1200, lr=1e-2, optimizer="adam", clip=0.5, batch_size=16,
+                                       steps_per_call=100), key=jr.PRNGKey(3), objective=obj)
+    after = evaluate_agent(res.model, task, jr.PRNGKey(9), n_envs=128)
+    assert abs(before["reward_rate"] - 0.5) < 0.05
+    assert after["reward_rate"] > 0.7, after  # chance 0.5, oracle 0.9, win-stay-lose-shift ~0.82
+
+
+def test_bad_agents_and_settings_are_refused():
+    env = BlockBandit(episode_length=10)
+    task = EnvironmentTask(env)
+    config = TrainConfig(steps=2, batch_size=2)
+    with pytest.raises(ValueError, match="n_in=5"):
+        fit(make_model("vanilla", n_in=5, n_out=3, n_hidden=4, key=jr.PRNGKey(0)), task, config,
+            key=jr.PRNGKey(0), objective=A2C(env, n_steps=10))
+    with pytest.raises(ValueError, match="n_out=2"):
+        fit(make_model("vanilla", n_in=3, n_out=2, n_hidden=4, key=jr.PRNGKey(0)), task, config,
+            key=jr.PRNGKey(0), objective=A2C(env, n_steps=10))
+    with pytest.raises(ValueError, match="rolls out 10 steps"):
+        fit(_agent(env=env), task, config, key=jr.PRNGKey(0), objective=A2C(env, n_steps=5))
+    for kw, match in [({"gamma": 0.0}, "gamma"), ({"gamma": 1.5}, "gamma"), ({"lam": -1}, "lam"),
+                      ({"entropy_coef": -0.1}, "entropy_coef"), ({"n_steps": 0}, "n_steps")]:
+        with pytest.raises(ValueError, match=match):
+            A2C(env, **kw)
+    with pytest.raises(ValueError, match="BlockBandit"):
+        A2C("bandit")
