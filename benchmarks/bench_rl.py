@@ -82,8 +82,11 @@ def theirs(updates: int):
             obs = np.array([a == 0, a == 1, r], np.float32)
             return obs, r, self.t >= N_STEPS, False, {}
 
-    envs = gymnasium.vector.SyncVectorEnv([NumpyBandit for _ in range(N_ENVS)],
-                                          autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP)
+    # gymnasium < 1.0 resets a finished environment within the same step; 1.x needs it asked for
+    kw = {}
+    if hasattr(gymnasium.vector, "AutoresetMode"):
+        kw["autoreset_mode"] = gymnasium.vector.AutoresetMode.SAME_STEP
+    envs = gymnasium.vector.SyncVectorEnv([NumpyBandit for _ in range(N_ENVS)], **kw)
     cell = torch.nn.RNNCell(3, HIDDEN)
     head = torch.nn.Linear(HIDDEN, 3)
     params = list(cell.parameters()) + list(head.parameters())

@@ -10,29 +10,29 @@ from nmrnn.rl import BlockBandit
 
 
 def numpy_bandit(env, key, actions):
-    """The same episode in plain NumPy: the uniform and exponential draws come from the keys the
-    environment derives (reset: side and first block length; every trial: reward, hazard flip,
-    next block length, next episode's reset), the dynamics are written out here."""
+    """The same episode in plain NumPy: the uniform draws come from the keys the environment
+    derives (reset: side and first block length; every trial: reward, hazard flip, next block
+    length), the dynamics (inverse-CDF block lengths included) are written out here."""
     p_high, lo, hi, beta = env.p_high, env.block_min, env.block_max, env.block_beta
 
-    def length(k):
-        return int(np.floor(min(lo + beta * float(jr.exponential(k)), hi)))
+    def length(u):
+        return int(np.floor(min(lo - beta * np.log1p(-u), hi)))
 
-    k_side, k_len = jr.split(key)
-    block = int(float(jr.uniform(k_side)) < 0.5)
-    left = length(k_len)
+    u_side, u_len = np.asarray(jr.uniform(key, (2,)), float)
+    block = int(u_side < 0.5)
+    left = length(u_len)
     rows = []
     for t, (a, k) in enumerate(zip(actions, step_keys(key, len(actions)), strict=True)):
-        k_reward, k_flip, k_next_len = jr.split(jr.split(k)[0], 3)
+        u_reward, u_flip, u_next = np.asarray(jr.uniform(jr.split(k)[0], (3,)), float)
         p = p_high if a == block else 1 - p_high
-        r = float(float(jr.uniform(k_reward)) < p)
+        r = float(u_reward < p)
         if env.block == "trunc_exp":
             left -= 1
             flip = left <= 0
             if flip:
-                left = length(k_next_len)
+                left = length(u_next)
         else:
-            flip = float(jr.uniform(k_flip)) < env.hazard
+            flip = u_flip < env.hazard
         rows.append((block, p, r, flip, t))
         if flip:
             block = 1 - block
@@ -94,7 +94,7 @@ def test_block_lengths_and_reward_rates_match_closed_forms():
     env = BlockBandit(block_min=5, block_max=30, block_beta=8.0, p_high=0.9, episode_length=4000)
     params = env.default_params
     keys = jr.split(jr.PRNGKey(0), 20000)
-    lengths = np.asarray(jax.vmap(env._block_length, in_axes=(0, None))(keys, params))
+    lengths = np.asarray(jax.vmap(lambda k: env._block_length(jr.uniform(k), params))(keys))
     assert lengths.min() >= 5 and lengths.max() == 30
     assert abs(lengths.mean() - env.mean_block_length()) < 0.15  # s.e. ~0.05
     # the closed form against a direct sum over the truncated exponential

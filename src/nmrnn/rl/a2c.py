@@ -160,20 +160,24 @@ def rollout(model: AbstractRecurrentModel, env: BlockBandit, start: EnvStart, ke
     n = start.obs.shape[0]
     h0 = core.initial_state((n,))
     n_act = env.num_actions
-    step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    # every step's keys derived in one vectorised call, not three small ones per step
+    keys = jr.split(key, (n_steps, 2 + n))
+    # a rollout from fresh environments that ends within the episode never needs the reset
+    env_step = env.step_env if n_steps <= env.episode_length else env.step
+    step_envs = jax.vmap(env_step, in_axes=(0, 0, 0, None))
 
     def body(carry, k):
         h, obs, es = carry
-        k_noise, k_act, k_env = jr.split(k, 3)
+        k_noise, k_act, k_env = k[0], k[1], k[2:]
         h = core.step(h, obs, key=k_noise if noise else None)
         y = core.readout(h)
         logits, value = y[..., :n_act], y[..., n_act]
         action = jnp.argmax(logits, -1) if greedy else jr.categorical(k_act, logits)
-        obs2, es2, reward, done, info = step_envs(jr.split(k_env, n), es, action, start.params)
+        obs2, es2, reward, done, info = step_envs(k_env, es, action, start.params)
         h_next = jax.tree.map(lambda a, b: jnp.where(done[:, None], a, b), h0, h)
         return (h_next, obs2, es2), (obs, logits, value, action, reward, done, info, h)
 
-    (h_last, obs_last, _), out = jax.lax.scan(body, (h0, start.obs, start.state), jr.split(key, n_steps))
+    (h_last, obs_last, _), out = jax.lax.scan(body, (h0, start.obs, start.state), keys)
     obs, logits, values, actions, rewards, dones, info, states = out
     h_boot = core.step(h_last, obs_last, key=None)
     last_value = core.readout(h_boot)[..., n_act]

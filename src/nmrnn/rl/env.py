@@ -125,17 +125,20 @@ class BlockBandit(eqx.Module):
         return BanditParams(**{n: jnp.asarray(getattr(checked, n), f) for n in names})
 
     # -- dynamics ------------------------------------------------------------------------------
-    def _block_length(self, key, params: BanditParams) -> jax.Array:
-        x = params.block_min + params.block_beta * jr.exponential(key, dtype=params.block_beta.dtype)
+    def _block_length(self, u, params: BanditParams) -> jax.Array:
+        """A block length from a uniform draw ``u`` (inverse CDF of the exponential)."""
+        x = params.block_min - params.block_beta * jnp.log1p(-u)
         return jnp.floor(jnp.minimum(x, params.block_max)).astype(jnp.int32)
 
     def reset(self, key, params: BanditParams | None = None) -> tuple[jax.Array, BanditState]:
+        """A new episode: the better arm is either with probability 1/2, and the first block's
+        length is drawn. One uniform pair from ``key``: ``(side, length)``."""
         params = self.default_params if params is None else params
-        k_side, k_len = jr.split(key)
+        u = jr.uniform(key, (2,), dtype=params.p_high.dtype)
         state = BanditState(
             time=jnp.zeros((), jnp.int32),
-            block=jr.bernoulli(k_side, 0.5).astype(jnp.int32),
-            left=self._block_length(k_len, params),
+            block=(u[0] < 0.5).astype(jnp.int32),
+            left=self._block_length(u[1], params),
             last_action=jnp.full((), -1, jnp.int32),
             last_reward=jnp.zeros((), jnp.result_type(float)),
         )
@@ -156,20 +159,21 @@ class BlockBandit(eqx.Module):
                          jnp.stack([1 - params.p_high, params.p_high]))
 
     def step_env(self, key, state: BanditState, action, params: BanditParams | None = None):
-        """One trial without the automatic reset: pull arm ``action`` (0 or 1). Returns
+        """One trial without the automatic reset: pull arm ``action`` (0 or 1); one uniform
+        triple from ``key``: ``(reward, hazard flip, next block length)``. Returns
         ``(obs, state, reward, done, info)``; ``info`` has the block (better arm), the reward
         probability of the trial, whether the block flips after it, and its time."""
         params = self.default_params if params is None else params
-        k_reward, k_flip, k_len = jr.split(key, 3)
+        u = jr.uniform(key, (3,), dtype=params.p_high.dtype)  # (reward, hazard flip, next block length)
         action = jnp.asarray(action, jnp.int32)
         p = self.reward_probabilities(state, params)[action]
-        reward = jr.bernoulli(k_reward, p).astype(jnp.result_type(float))
+        reward = (u[0] < p).astype(jnp.result_type(float))
         if self.block == "trunc_exp":
             left = state.left - 1
             flip = left <= 0
-            left = jnp.where(flip, self._block_length(k_len, params), left)
+            left = jnp.where(flip, self._block_length(u[2], params), left)
         else:
-            flip = jr.bernoulli(k_flip, params.hazard)
+            flip = u[1] < params.hazard
             left = state.left
         time = state.time + 1
         nxt = BanditState(time=time, block=jnp.where(flip, 1 - state.block, state.block), left=left,
