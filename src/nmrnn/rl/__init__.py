@@ -1,6 +1,6 @@
 """Reinforcement learning with recurrent agents: environments in pure JAX with gymnax's
 functional API (:mod:`nmrnn.rl.env`), a gymnasium wrapper (:mod:`nmrnn.rl.gym`), and actor-critic
-training through the library's one training loop (:mod:`nmrnn.rl.a2c`)."""
+training through the library's one training loop (:mod:`nmrnn.rl.a2c`, :mod:`nmrnn.rl.ppo`)."""
 
 from .a2c import (
     A2C,
@@ -15,8 +15,9 @@ from .a2c import (
     rollout,
 )
 from .env import BLOCK_MODES, BanditParams, BanditState, BlockBandit
+from .ppo import PAPER_PPO, PPO, PPOBatch
 
 __all__ = [
     "A2C", "BLOCK_MODES", "PAPER_A2C", "BanditParams", "BanditState", "BlockBandit", "EnvStart",
-    "EnvironmentTask", "Rollout", "check_agent", "evaluate_agent", "gae", "policy_terms", "rollout",
+    "EnvironmentTask", "PAPER_PPO", "PPO", "PPOBatch", "Rollout", "check_agent", "evaluate_agent", "gae", "policy_terms", "rollout",
 ]

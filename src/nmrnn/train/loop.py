@@ -44,7 +44,14 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .guard import Interrupted, deferred_signals
-from .objectives import AbstractObjective, ActivityL2, Supervised, WeightL1, WeightL2
+from .objectives import (
+    AbstractInnerObjective,
+    AbstractObjective,
+    ActivityL2,
+    Supervised,
+    WeightL1,
+    WeightL2,
+)
 
 CHECKPOINT = "checkpoint.npz"
 CURVE = "curve.csv"
@@ -190,13 +197,27 @@ def _chunk_one(params, static, opt_state, objective, fixed, hp, key, start, stag
             data = fixed
         else:
             data = task.sample(k_data, plan.batch_size)
-        (loss, aux), grads = eqx.filter_value_and_grad(
-            lambda p: objective(eqx.combine(p, static), data, key=k_noise), has_aux=True
-        )(params)
         optimizer = make_optimizer(config, lr, hp["weight_decay"], hp["clip"])
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = eqx.apply_updates(params, updates)
-        return (params, opt_state), (loss, aux)
+
+        def update(params, opt_state, loss_of):
+            (loss, aux), grads = eqx.filter_value_and_grad(lambda p: loss_of(eqx.combine(p, static)), has_aux=True)(params)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return eqx.apply_updates(params, updates), opt_state, loss, aux
+
+        if not isinstance(objective, AbstractInnerObjective):
+            params, opt_state, loss, aux = update(params, opt_state, lambda m: objective(m, data, key=k_noise))
+            return (params, opt_state), (loss, aux)
+        # several optimiser steps on what the current model prepared (PPO's epochs x minibatches)
+        k_prep, k_inner = jr.split(k_noise)
+        prepared = jax.lax.stop_gradient(objective.prepare(eqx.combine(params, static), data, key=k_prep))
+
+        def inner(carry, i):
+            p, o = carry
+            p, o, loss, aux = update(p, o, lambda m: objective.inner(m, prepared, i, key=jr.fold_in(k_inner, i)))
+            return (p, o), (loss, aux)
+
+        (params, opt_state), (losses, auxs) = jax.lax.scan(inner, (params, opt_state), jnp.arange(objective.n_inner))
+        return (params, opt_state), (jnp.mean(losses), jax.tree.map(jnp.mean, auxs))
 
     steps = jnp.arange(n_steps)
     # the chunk's learning rates in one vectorised computation (scalar ops inside the scan cost

@@ -45,6 +45,29 @@ class AbstractObjective(eqx.Module):
         """Refuse a model/task pair the objective cannot train (called before compiling)."""
 
 
+class AbstractInnerObjective(AbstractObjective):
+    """An objective that takes several optimiser steps per step of the training loop (PPO's
+    epochs over minibatches of one rollout): each loop step calls :meth:`prepare` once with the
+    current model (collect a rollout; not differentiated), then takes ``n_inner`` optimiser steps
+    on :meth:`inner` ``(model, prepared, i)``, ``i = 0 .. n_inner - 1``. The loop records the
+    mean loss and terms over those steps. Calling the objective gives the first inner loss."""
+
+    n_inner: eqx.AbstractVar[int]
+
+    @abc.abstractmethod
+    def prepare(self, model: AbstractRecurrentModel, data: Any, *, key) -> Any:
+        """What the inner steps train on (computed from the model before they start)."""
+
+    @abc.abstractmethod
+    def inner(self, model: AbstractRecurrentModel, prepared: Any, i, *, key) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """The loss and terms of inner step ``i`` (a traced integer)."""
+
+    def __call__(self, model, data, *, key):
+        k_prep, k_inner = jax.random.split(key)
+        prepared = self.prepare(model, data, key=k_prep)
+        return self.inner(model, jax.lax.stop_gradient(prepared), 0, key=k_inner)
+
+
 class AbstractTerm(eqx.Module):
     """One regulariser: ``term(model, trajectory, data) -> scalar``. ``name`` labels its column."""
 
@@ -198,6 +221,7 @@ class Supervised(AbstractObjective):
 
 
 __all__ = [
+    "AbstractInnerObjective",
     "AbstractObjective",
     "AbstractTerm",
     "ActivityL2",

@@ -1,0 +1,171 @@
+"""PPO for recurrent agents, through the one training loop.
+
+Each step of :func:`nmrnn.train.fit` collects one rollout with the current agent (as
+:class:`~nmrnn.rl.A2C` does), computes GAE advantages and returns, and then takes
+``epochs x minibatches`` optimiser steps on it: each epoch shuffles the environments and splits
+them into minibatches of whole sequences; each minibatch replays its observations through the
+agent from the initial state (the recurrent state is rebuilt, as recurrent PPO does) and
+minimises the clipped surrogate
+
+    policy = -mean[ min(rho A, clip(rho, 1 - eps, 1 + eps) A) ],  rho = pi(a | h) / pi_old(a | h_old)
+    loss = policy + critic_coef * mean[(R - V)^2] - entropy_coef * mean[H] + sum_i w_i term_i
+
+with the advantages normalised per minibatch (``normalize_advantages``). The replay is noise-free:
+with ``noise=False`` the first step's ratio is exactly 1. The curve records the mean over the
+inner steps of every term, the clipped fraction and the approximate KL divergence.
+
+The e-nmRNN paper's text trains its agents with PPO at lr 7e-5 and clip epsilon 1 (Table 1); its
+Table 2 lists A2C, which :mod:`nmrnn.experiments.bandit` runs. Epochs and minibatches are not
+given; the defaults here (4 and 4) are the common ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+
+from .._validation import check_nonnegative, check_positive, check_positive_int
+from ..models.base import Trajectory
+from ..train.objectives import AbstractInnerObjective, AbstractTerm
+from .a2c import (
+    PAPER_A2C,
+    EnvironmentTask,
+    EnvStart,
+    check_agent,
+    check_discount,
+    gae,
+    policy_terms,
+    rollout,
+)
+from .env import BlockBandit
+
+#: The PPO numbers of the e-nmRNN paper's Table 1 (the rest as :data:`~nmrnn.rl.PAPER_A2C`).
+PAPER_PPO = {"lr": 7e-5, "clip_eps": 1.0}
+
+
+class PPOBatch(NamedTuple):
+    """A rollout ready for PPO's inner steps, batch-major ``(n_envs, T, ...)``."""
+
+    obs: jax.Array
+    actions: jax.Array
+    logp_old: jax.Array
+    advantages: jax.Array
+    returns: jax.Array
+    reward_rate: jax.Array
+
+
+class PPO(AbstractInnerObjective):
+    """Clipped-surrogate PPO on rollouts of the agent in ``env`` (see the module docstring)."""
+
+    env: BlockBandit
+    gamma: jax.Array
+    lam: jax.Array
+    clip_eps: jax.Array
+    entropy_coef: jax.Array
+    critic_coef: jax.Array
+    terms: tuple[AbstractTerm, ...]
+    weights: jax.Array
+    n_steps: int = eqx.field(static=True)
+    epochs: int = eqx.field(static=True)
+    minibatches: int = eqx.field(static=True)
+    normalize_advantages: bool = eqx.field(static=True)
+    noise: bool = eqx.field(static=True)
+
+    main_terms = ("policy_loss", "value_loss", "entropy", "reward_rate", "clip_fraction", "approx_kl")
+
+    def __init__(self, env: BlockBandit, *, n_steps: int = PAPER_A2C["n_steps"], epochs: int = 4,
+                 minibatches: int = 4, clip_eps: float = 0.2, gamma: float = PAPER_A2C["gamma"],
+                 lam: float = PAPER_A2C["lam"], entropy_coef: float = 0.01, critic_coef: float = 0.5,
+                 normalize_advantages: bool = True, terms: Sequence[AbstractTerm] = (),
+                 weights: Sequence[float] = (), noise: bool = True):
+        if not isinstance(env, BlockBandit):
+            raise ValueError(f"PPO needs a BlockBandit environment, got {type(env).__name__}")
+        f = jnp.result_type(float)
+        self.env = env
+        self.n_steps = check_positive_int("n_steps", n_steps)
+        if self.n_steps > env.episode_length:
+            raise ValueError(f"PPO's rollouts replay whole episodes from their start: n_steps={n_steps} "
+                             f"must not exceed the episode length {env.episode_length}")
+        self.epochs = check_positive_int("epochs", epochs)
+        self.minibatches = check_positive_int("minibatches", minibatches)
+        self.clip_eps = jnp.asarray(check_positive("clip_eps", clip_eps), f)
+        self.gamma = jnp.asarray(check_discount("gamma", gamma), f)
+        self.lam = jnp.asarray(check_discount("lam", lam), f)
+        self.entropy_coef = jnp.asarray(check_nonnegative("entropy_coef", entropy_coef), f)
+        self.critic_coef = jnp.asarray(check_nonnegative("critic_coef", critic_coef), f)
+        terms, weights = tuple(terms), tuple(weights)
+        if len(weights) != len(terms):
+            raise ValueError(f"{len(terms)} terms need {len(terms)} weights, got {len(weights)}")
+        names = [t.name for t in terms]
+        if len(set(names)) != len(names) or set(names) & set(self.main_terms):
+            raise ValueError(f"term names must be distinct and differ from {self.main_terms}: {names}")
+        w = [check_nonnegative(f"weight of {n}", v) for n, v in zip(names, weights, strict=True)]
+        self.terms, self.weights = terms, jnp.asarray(w, f).reshape(-1)
+        self.normalize_advantages, self.noise = bool(normalize_advantages), bool(noise)
+
+    @property
+    def n_inner(self) -> int:
+        return self.epochs * self.minibatches
+
+    @property
+    def term_names(self) -> tuple[str, ...]:
+        return (*self.main_terms, *(t.name for t in self.terms))
+
+    def prepare(self, model, data: EnvStart, *, key) -> PPOBatch:
+        ro = rollout(model, self.env, data, key, self.n_steps, noise=self.noise)
+        adv, ret = gae(ro.rewards, ro.values, ro.dones, ro.last_value, self.gamma, self.lam)
+        logp, _ = policy_terms(ro.logits, ro.actions)
+        bm = lambda a: jnp.moveaxis(a, 0, 1)  # noqa: E731
+        return jax.lax.stop_gradient(PPOBatch(bm(ro.obs), bm(ro.actions), bm(logp), bm(adv), bm(ret),
+                                              jnp.mean(ro.rewards)))
+
+    def minibatch(self, n_envs: int, i, key) -> jax.Array:
+        """The environments of inner step ``i``: epoch ``i // minibatches`` permutes them (with
+        ``key`` folded with the epoch), its minibatch ``i % minibatches`` takes a slice."""
+        size = n_envs // self.minibatches
+        epoch, part = i // self.minibatches, i % self.minibatches
+        perm = jr.permutation(jr.fold_in(key, epoch), n_envs)
+        return jax.lax.dynamic_slice_in_dim(perm, part * size, size)
+
+    def inner(self, model, prepared: PPOBatch, i, *, key):
+        n_envs = prepared.obs.shape[0]
+        if n_envs % self.minibatches:
+            raise ValueError(f"PPO splits the {n_envs} environments into {self.minibatches} minibatches: "
+                             "the number of environments (batch_size) must be a multiple of it")
+        idx = self.minibatch(n_envs, i, key)
+        mb = jax.tree.map(lambda a: a[idx] if jnp.ndim(a) else a, prepared)
+        traj = model.forward(mb.obs)
+        n_act = self.env.num_actions
+        logits, values = traj.outputs[..., :n_act], traj.outputs[..., n_act]
+        logp, entropy = policy_terms(logits, mb.actions)
+        adv = mb.advantages
+        if self.normalize_advantages:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        ratio = jnp.exp(logp - mb.logp_old)
+        clipped = jnp.clip(ratio, 1 - self.clip_eps, 1 + self.clip_eps)
+        policy = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
+        value = jnp.mean((mb.returns - values) ** 2)
+        ent = jnp.mean(entropy)
+        total = policy + self.critic_coef * value - self.entropy_coef * ent
+        aux = {"policy_loss": policy, "value_loss": value, "entropy": ent, "reward_rate": mb.reward_rate,
+               "clip_fraction": jnp.mean((jnp.abs(ratio - 1) > self.clip_eps).astype(total.dtype)),
+               "approx_kl": jnp.mean((ratio - 1) - jnp.log(ratio))}
+        for k, term in enumerate(self.terms):
+            v = term(model, Trajectory(traj.outputs, traj.states), mb)
+            aux[term.name] = v
+            total = total + self.weights[k] * v
+        return total, aux
+
+    def validate(self, model, task) -> None:
+        if not isinstance(task, EnvironmentTask):
+            raise ValueError(f"the PPO objective trains on an EnvironmentTask, got {type(task).__name__}")
+        if task.env != self.env:
+            raise ValueError("the PPO objective's environment differs from the task's")
+        if task.n_steps != self.n_steps:
+            raise ValueError(f"the task rolls out {task.n_steps} steps but the objective {self.n_steps}")
+        check_agent(model, self.env)
