@@ -202,3 +202,19 @@ def test_bad_agents_and_settings_are_refused():
             A2C(env, **kw)
     with pytest.raises(ValueError, match="BlockBandit"):
         A2C("bandit")
+
+
+def test_normc_readout_gives_unit_rows_and_zero_bias():
+    from nmrnn.rl import normc_readout
+
+    env = BlockBandit()
+    for kind, field in (("vanilla", "C"), ("enmrnn", "D"), ("gru", "C")):
+        model = _agent(n_hidden=7, env=env, kind=kind)
+        new = normc_readout(model, jr.PRNGKey(3), gain=0.5)
+        w = np.asarray(getattr(new, field))
+        np.testing.assert_allclose(np.linalg.norm(w, axis=1), 0.5, rtol=1e-5)
+        assert np.all(np.asarray(new.d) == 0)
+        back = eqx.tree_at(lambda m: (getattr(m, field), m.d), new, (getattr(model, field), model.d))
+        a = jax.tree.leaves(eqx.filter(back, eqx.is_array))
+        b = jax.tree.leaves(eqx.filter(model, eqx.is_array))
+        assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))  # the rest untouched

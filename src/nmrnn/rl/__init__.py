@@ -11,6 +11,7 @@ from .a2c import (
     check_agent,
     evaluate_agent,
     gae,
+    normc_readout,
     policy_terms,
     rollout,
 )
@@ -19,5 +20,5 @@ from .ppo import PAPER_PPO, PPO, PPOBatch
 
 __all__ = [
     "A2C", "BLOCK_MODES", "PAPER_A2C", "BanditParams", "BanditState", "BlockBandit", "EnvStart",
-    "EnvironmentTask", "PAPER_PPO", "PPO", "PPOBatch", "Rollout", "check_agent", "evaluate_agent", "gae", "policy_terms", "rollout",
+    "EnvironmentTask", "PAPER_PPO", "PPO", "PPOBatch", "Rollout", "check_agent", "evaluate_agent", "gae", "normc_readout", "policy_terms", "rollout",
 ]

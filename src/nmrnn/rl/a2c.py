@@ -294,6 +294,25 @@ class A2C(AbstractObjective):
         check_agent(model, self.env)
 
 
+def normc_readout(model: AbstractRecurrentModel, key, *, gain: float = 1.0) -> AbstractRecurrentModel:
+    """The model with its readout re-initialised "normc"-style (the PyTorch RL codebases' and the
+    paper's ``policy_net_initialization_method normc``): each output's weight row drawn from
+    N(0, 1) and scaled to norm ``gain``, the bias set to 0. The readout is the model's
+    ``readout`` parameter group (matrix, bias)."""
+    check_positive("gain", gain)
+    paths = type(model).param_groups.get("readout")
+    if not paths:
+        raise ValueError(f"{type(model).__name__} declares no readout parameter group")
+    w_name, b_name = paths[0], paths[1] if len(paths) > 1 else None
+    w = getattr(model, w_name)
+    new = jr.normal(key, w.shape, w.dtype)
+    new = gain * new / jnp.sqrt(jnp.sum(new**2, axis=1, keepdims=True))
+    model = eqx.tree_at(lambda m: getattr(m, w_name), model, new)
+    if b_name is not None and getattr(model, b_name, None) is not None:
+        model = eqx.tree_at(lambda m: getattr(m, b_name), model, jnp.zeros_like(getattr(model, b_name)))
+    return model
+
+
 def evaluate_agent(model: AbstractRecurrentModel, task: EnvironmentTask, key, *, n_envs: int = 64,
                    greedy: bool = False) -> dict[str, float]:
     """Reward per trial, fraction of trials on the better arm, and the oracle's reward rate over
