@@ -214,7 +214,7 @@ def test_normc_readout_gives_unit_rows_and_zero_bias():
         w = np.asarray(getattr(new, field))
         np.testing.assert_allclose(np.linalg.norm(w, axis=1), 0.5, rtol=1e-5)
         assert np.all(np.asarray(new.d) == 0)
-        back = eqx.tree_at(lambda m: (getattr(m, field), m.d), new, (getattr(model, field), model.d))
+        back = eqx.tree_at(lambda m, f=field: (getattr(m, f), m.d), new, (getattr(model, field), model.d))
         a = jax.tree.leaves(eqx.filter(back, eqx.is_array))
         b = jax.tree.leaves(eqx.filter(model, eqx.is_array))
         assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))  # the rest untouched

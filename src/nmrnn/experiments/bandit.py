@@ -46,6 +46,7 @@ from ..rl.analysis import (
     choice_after_switch,
     decode,
     fit_q_learning,
+    require_fitting_package,
     switch_aligned,
     win_stay_lose_shift,
 )
@@ -117,6 +118,7 @@ def bandit_checks(reward_rate: float, wsls: float, block_p: list[float], rpe_p: 
 def run(out_dir: Path, profile: str, seed: int) -> dict[str, Any]:
     """R10 (registry format)."""
     s = PROFILES[profile]
+    require_fitting_package()  # before hours of training, not after
     out = Path(out_dir)
     env = BlockBandit(episode_length=PAPER_A2C["n_steps"])
     task = EnvironmentTask(env)
@@ -184,7 +186,8 @@ def run(out_dir: Path, profile: str, seed: int) -> dict[str, Any]:
         "figures": figures,
         "notes": note + "Task performance (noise-free evaluation episodes):\n\n" + table
         + "\n\nDecoding from each NM of the e-nmRNN agent (one-variable linear decoders, "
-        "cross-validated over episodes):\n\n" + codes,
+        "cross-validated over episodes; the criterion is significance against the circular-shift "
+        "null, so read the R^2 for the size of the code):\n\n" + codes,
     }
 
 

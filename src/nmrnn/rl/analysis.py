@@ -60,6 +60,15 @@ def _sessions(choices, rewards) -> tuple[np.ndarray, np.ndarray]:
     return c.astype(int), r
 
 
+def require_fitting_package() -> None:
+    """Raise a clear ``ImportError`` now when the behavioural fit's package is missing (call it
+    before training what is to be fitted)."""
+    try:
+        from aind_dynamic_foraging_models.generative_model import ForagerCollection  # noqa: F401
+    except ImportError as err:
+        raise ImportError("the Q-learning fit needs aind-dynamic-foraging-models: pip install 'nmrnn[rl]'") from err
+
+
 def fit_q_learning(choices, rewards, *, preset: str = PAPER_FIT["preset"],
                    fit_bounds_override: dict | None = None, clamp_params: dict | None = None,
                    seed: int = PAPER_FIT["seed"], de_kwargs: dict | None = None) -> QFit:
@@ -68,10 +77,8 @@ def fit_q_learning(choices, rewards, *, preset: str = PAPER_FIT["preset"],
     (:data:`PAPER_FIT`); ``de_kwargs`` go to SciPy's differential evolution (``maxiter``,
     ``popsize``, ``workers``...). Needs the extra ``nmrnn[rl]``."""
     c, r = _sessions(choices, rewards)
-    try:
-        from aind_dynamic_foraging_models.generative_model import ForagerCollection
-    except ImportError as err:
-        raise ImportError("fit_q_learning needs aind-dynamic-foraging-models: pip install 'nmrnn[rl]'") from err
+    require_fitting_package()
+    from aind_dynamic_foraging_models.generative_model import ForagerCollection
     bounds = dict(PAPER_FIT["fit_bounds_override"] if fit_bounds_override is None else fit_bounds_override)
     clamp = dict(PAPER_FIT["clamp_params"] if clamp_params is None else clamp_params)
     forager = ForagerCollection().get_preset_forager(preset, seed=seed)
