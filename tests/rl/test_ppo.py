@@ -124,3 +124,15 @@ def test_bad_ppo_settings_are_refused():
     with pytest.raises(ValueError, match="multiple"):
         fit(_agent(env), EnvironmentTask(env), TrainConfig(steps=1, batch_size=6), key=jr.PRNGKey(0),
             objective=PPO(env, n_steps=10, minibatches=4))
+
+
+def test_objectives_by_name_and_unknown_ones_refused():
+    from nmrnn.rl import A2C, make_objective
+
+    env = BlockBandit(episode_length=10)
+    assert isinstance(make_objective("a2c", env, n_steps=10), A2C)
+    assert isinstance(make_objective("ppo", env, n_steps=10, epochs=2), PPO)
+    with pytest.raises(ValueError, match="algorithm"):
+        make_objective("dqn", env)
+    with pytest.raises(ValueError, match="epochs"):
+        make_objective("a2c", env, epochs=2)

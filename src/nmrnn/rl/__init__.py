@@ -16,9 +16,9 @@ from .a2c import (
     rollout,
 )
 from .env import BLOCK_MODES, BanditParams, BanditState, BlockBandit
-from .ppo import PAPER_PPO, PPO, PPOBatch
+from .ppo import ALGORITHMS, PAPER_PPO, PPO, PPOBatch, make_objective
 
 __all__ = [
-    "A2C", "BLOCK_MODES", "PAPER_A2C", "BanditParams", "BanditState", "BlockBandit", "EnvStart",
+    "A2C", "ALGORITHMS", "make_objective", "BLOCK_MODES", "PAPER_A2C", "BanditParams", "BanditState", "BlockBandit", "EnvStart",
     "EnvironmentTask", "PAPER_PPO", "PPO", "PPOBatch", "Rollout", "check_agent", "evaluate_agent", "gae", "normc_readout", "policy_terms", "rollout",
 ]

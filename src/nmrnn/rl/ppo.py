@@ -169,3 +169,20 @@ class PPO(AbstractInnerObjective):
         if task.n_steps != self.n_steps:
             raise ValueError(f"the task rolls out {task.n_steps} steps but the objective {self.n_steps}")
         check_agent(model, self.env)
+
+
+ALGORITHMS = ("a2c", "ppo")
+
+
+def make_objective(algorithm: str, env: BlockBandit, **options):
+    """The training objective of ``algorithm`` (``"a2c"`` or ``"ppo"``) for agents in ``env``;
+    unknown names and options are refused before anything compiles."""
+    import inspect
+
+    from .._validation import check_choice, check_known_options
+    from .a2c import A2C
+
+    cls = {"a2c": A2C, "ppo": PPO}[check_choice("algorithm", algorithm, ALGORITHMS)]
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "env")]
+    check_known_options(f"algorithm {algorithm!r}", options, allowed)
+    return cls(env, **options)
