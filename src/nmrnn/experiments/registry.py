@@ -465,8 +465,8 @@ register(
             "its behaviour."
         ),
         run=lazy("bandit"),
-        runtime={"smoke": "about 30 s on 2 CPU cores", "quick": "about 10 min on 2 CPU cores",
-                 "paper": "about 2 h on 2 CPU cores (50k updates per agent)"},
+        runtime={"smoke": "about 50 s on 2 CPU cores", "quick": "about 7 min on 2 CPU cores",
+                 "paper": "about 30 min on 2 CPU cores (50k updates per agent)"},
     )
 )
 
