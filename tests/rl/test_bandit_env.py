@@ -118,11 +118,13 @@ def test_hazard_blocks_are_geometric():
     env = BlockBandit(block="hazard", hazard=0.05, episode_length=100)
     assert env.mean_block_length() == pytest.approx(20.0)
     _, state = env.reset(jr.PRNGKey(0))
-    flips = []
-    for k in jr.split(jr.PRNGKey(1), 2000):
+
+    def play(state, k):
         _, state, _, _, info = env.step(k, state, 0)
-        flips.append(bool(info["flip"]))
-    assert abs(np.mean(flips) - 0.05) < 0.015
+        return state, info["flip"]
+
+    _, flips = jax.lax.scan(play, state, jr.split(jr.PRNGKey(1), 2000))
+    assert abs(np.mean(np.asarray(flips)) - 0.05) < 0.015
 
 
 def test_jit_vmap_and_params_as_data():
