@@ -40,7 +40,7 @@ import numpy as np
 from .._validation import check_nonnegative, check_positive, check_positive_int
 from ..models.base import AbstractRecurrentModel, Trajectory
 from ..tasks.base import AbstractTask
-from ..train.objectives import AbstractObjective, AbstractTerm
+from ..train.objectives import AbstractObjective, AbstractTerm, add_terms
 from .env import BanditParams, BlockBandit
 
 #: The e-nmRNN paper's A2C settings (supplement, Table 2).
@@ -151,6 +151,31 @@ def check_agent(model: AbstractRecurrentModel, env: BlockBandit) -> None:
         raise ValueError(f"{type(model).__name__} has no one-step map and cannot be an agent") from None
 
 
+def check_terms(terms: Sequence[AbstractTerm], weights: Sequence[float], reserved: Sequence[str]):
+    """An RL objective's regularisers: one non-negative weight per term, names distinct and
+    none of the objective's own ``reserved`` names. Returns ``(terms, weights array)``."""
+    terms, weights = tuple(terms), tuple(weights)
+    if len(weights) != len(terms):
+        raise ValueError(f"{len(terms)} terms need {len(terms)} weights, got {len(weights)}")
+    names = [t.name for t in terms]
+    if len(set(names)) != len(names) or set(names) & set(reserved):
+        raise ValueError(f"term names must be distinct and differ from {tuple(reserved)}: {names}")
+    w = [check_nonnegative(f"weight of {n}", v) for n, v in zip(names, weights, strict=True)]
+    return terms, jnp.asarray(w, jnp.result_type(float)).reshape(-1)
+
+
+def check_rl_task(name: str, objective, model: AbstractRecurrentModel, task) -> None:
+    """Refuse a task or agent that RL objective ``name`` (with ``env`` and ``n_steps``) cannot
+    train on (the objectives' ``validate``)."""
+    if not isinstance(task, EnvironmentTask):
+        raise ValueError(f"the {name} objective trains on an EnvironmentTask, got {type(task).__name__}")
+    if task.env != objective.env:
+        raise ValueError(f"the {name} objective's environment differs from the task's")
+    if task.n_steps != objective.n_steps:
+        raise ValueError(f"the task rolls out {task.n_steps} steps but the objective {objective.n_steps}")
+    check_agent(model, objective.env)
+
+
 def rollout(model: AbstractRecurrentModel, env: BlockBandit, start: EnvStart, key, n_steps: int, *,
             noise: bool = True, greedy: bool = False) -> Rollout:
     """Run the agent for ``n_steps`` trials in the environments of ``start``. Actions are sampled
@@ -247,14 +272,8 @@ class A2C(AbstractObjective):
         self.lam = jnp.asarray(check_discount("lam", lam), f)
         self.entropy_coef = jnp.asarray(check_nonnegative("entropy_coef", entropy_coef), f)
         self.critic_coef = jnp.asarray(check_nonnegative("critic_coef", critic_coef), f)
-        terms, weights = tuple(terms), tuple(weights)
-        if len(weights) != len(terms):
-            raise ValueError(f"{len(terms)} terms need {len(terms)} weights, got {len(weights)}")
-        names = [t.name for t in terms]
-        if len(set(names)) != len(names) or set(names) & set(self.main_terms):
-            raise ValueError(f"term names must be distinct and differ from {self.main_terms}: {names}")
-        w = [check_nonnegative(f"weight of {n}", v) for n, v in zip(names, weights, strict=True)]
-        self.terms, self.weights, self.noise = terms, jnp.asarray(w, f).reshape(-1), bool(noise)
+        self.terms, self.weights = check_terms(terms, weights, self.main_terms)
+        self.noise = bool(noise)
 
     @property
     def term_names(self) -> tuple[str, ...]:
@@ -278,20 +297,10 @@ class A2C(AbstractObjective):
         total, aux = self.loss_of(ro)
         batch_major = lambda a: jnp.moveaxis(a, 0, 1)  # noqa: E731
         traj = Trajectory(batch_major(ro.logits), jax.tree.map(batch_major, ro.states))
-        for i, term in enumerate(self.terms):
-            value = term(model, traj, data)
-            aux[term.name] = value
-            total = total + self.weights[i] * value
-        return total, aux
+        return add_terms(total, aux, self.terms, self.weights, model, traj, data)
 
     def validate(self, model, task) -> None:
-        if not isinstance(task, EnvironmentTask):
-            raise ValueError(f"the A2C objective trains on an EnvironmentTask, got {type(task).__name__}")
-        if task.env != self.env:
-            raise ValueError("the A2C objective's environment differs from the task's")
-        if task.n_steps != self.n_steps:
-            raise ValueError(f"the task rolls out {task.n_steps} steps but the objective {self.n_steps}")
-        check_agent(model, self.env)
+        check_rl_task("A2C", self, model, task)
 
 
 def normc_readout(model: AbstractRecurrentModel, key, *, gain: float = 1.0) -> AbstractRecurrentModel:

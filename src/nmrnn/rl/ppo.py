@@ -30,14 +30,13 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from .._validation import check_nonnegative, check_positive, check_positive_int
-from ..models.base import Trajectory
-from ..train.objectives import AbstractInnerObjective, AbstractTerm
+from ..train.objectives import AbstractInnerObjective, AbstractTerm, add_terms
 from .a2c import (
     PAPER_A2C,
-    EnvironmentTask,
     EnvStart,
-    check_agent,
     check_discount,
+    check_rl_task,
+    check_terms,
     gae,
     policy_terms,
     rollout,
@@ -98,14 +97,7 @@ class PPO(AbstractInnerObjective):
         self.lam = jnp.asarray(check_discount("lam", lam), f)
         self.entropy_coef = jnp.asarray(check_nonnegative("entropy_coef", entropy_coef), f)
         self.critic_coef = jnp.asarray(check_nonnegative("critic_coef", critic_coef), f)
-        terms, weights = tuple(terms), tuple(weights)
-        if len(weights) != len(terms):
-            raise ValueError(f"{len(terms)} terms need {len(terms)} weights, got {len(weights)}")
-        names = [t.name for t in terms]
-        if len(set(names)) != len(names) or set(names) & set(self.main_terms):
-            raise ValueError(f"term names must be distinct and differ from {self.main_terms}: {names}")
-        w = [check_nonnegative(f"weight of {n}", v) for n, v in zip(names, weights, strict=True)]
-        self.terms, self.weights = terms, jnp.asarray(w, f).reshape(-1)
+        self.terms, self.weights = check_terms(terms, weights, self.main_terms)
         self.normalize_advantages, self.noise = bool(normalize_advantages), bool(noise)
 
     @property
@@ -155,20 +147,10 @@ class PPO(AbstractInnerObjective):
         aux = {"policy_loss": policy, "value_loss": value, "entropy": ent, "reward_rate": mb.reward_rate,
                "clip_fraction": jnp.mean((jnp.abs(ratio - 1) > self.clip_eps).astype(total.dtype)),
                "approx_kl": jnp.mean((ratio - 1) - jnp.log(ratio))}
-        for k, term in enumerate(self.terms):
-            v = term(model, Trajectory(traj.outputs, traj.states), mb)
-            aux[term.name] = v
-            total = total + self.weights[k] * v
-        return total, aux
+        return add_terms(total, aux, self.terms, self.weights, model, traj, mb)
 
     def validate(self, model, task) -> None:
-        if not isinstance(task, EnvironmentTask):
-            raise ValueError(f"the PPO objective trains on an EnvironmentTask, got {type(task).__name__}")
-        if task.env != self.env:
-            raise ValueError("the PPO objective's environment differs from the task's")
-        if task.n_steps != self.n_steps:
-            raise ValueError(f"the task rolls out {task.n_steps} steps but the objective {self.n_steps}")
-        check_agent(model, self.env)
+        check_rl_task("PPO", self, model, task)
 
 
 ALGORITHMS = ("a2c", "ppo")

@@ -149,6 +149,16 @@ def masked_cross_entropy(logits: jax.Array, targets: jax.Array, mask: jax.Array)
     return jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1e-12)
 
 
+def add_terms(total, aux, terms, weights, model, traj, data):
+    """``total + sum_i weights_i * term_i`` and ``aux`` with every (unweighted) term under its
+    name: the regularisers of any objective."""
+    for i, term in enumerate(terms):
+        value = term(model, traj, data)
+        aux[term.name] = value
+        total = total + weights[i] * value
+    return total, aux
+
+
 class Supervised(AbstractObjective):
     """A supervised loss on a :class:`~nmrnn.tasks.base.Batch` plus weighted regularisers.
 
@@ -195,13 +205,7 @@ class Supervised(AbstractObjective):
             main = masked_mse(traj.outputs, data.targets, data.mask)
         else:
             main = masked_cross_entropy(traj.outputs, data.targets, data.mask)
-        aux = {self.loss: main}
-        total = main
-        for i, term in enumerate(self.terms):
-            value = term(model, traj, data)
-            aux[term.name] = value
-            total = total + self.weights[i] * value
-        return total, aux
+        return add_terms(main, {self.loss: main}, self.terms, self.weights, model, traj, data)
 
     def validate(self, model, task) -> None:
         if getattr(model, "n_in", None) != task.n_in:
@@ -230,5 +234,6 @@ __all__ = [
     "Supervised",
     "WeightL1",
     "WeightL2",
+    "add_terms",
     "masked_cross_entropy",
 ]
