@@ -45,6 +45,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .guard import Interrupted, deferred_signals
 from .objectives import (
+    AbstractDirectionObjective,
     AbstractInnerObjective,
     AbstractObjective,
     ActivityL2,
@@ -201,9 +202,17 @@ def _chunk_one(params, static, opt_state, objective, fixed, hp, key, start, stag
 
         def update(params, opt_state, loss_of):
             (loss, aux), grads = eqx.filter_value_and_grad(lambda p: loss_of(eqx.combine(p, static)), has_aux=True)(params)
+            return apply(params, opt_state, grads, loss, aux)
+
+        def apply(params, opt_state, grads, loss, aux):
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return eqx.apply_updates(params, updates), opt_state, loss, aux
 
+        if isinstance(objective, AbstractDirectionObjective):  # a local rule: its own direction
+            (loss, aux), direction = objective.loss_and_direction(eqx.combine(params, static), data, key=k_noise)
+            spec = jax.tree.map(lambda p: p is not None, params, is_leaf=lambda x: x is None)
+            params, opt_state, loss, aux = apply(params, opt_state, eqx.filter(direction, spec), loss, aux)
+            return (params, opt_state), (loss, aux)
         if not isinstance(objective, AbstractInnerObjective):
             params, opt_state, loss, aux = update(params, opt_state, lambda m: objective(m, data, key=k_noise))
             return (params, opt_state), (loss, aux)

@@ -68,6 +68,16 @@ class AbstractInnerObjective(AbstractObjective):
         return self.inner(model, jax.lax.stop_gradient(prepared), 0, key=k_inner)
 
 
+class AbstractDirectionObjective(AbstractObjective):
+    """An objective that supplies its own update direction instead of the gradient of its loss
+    (a local learning rule): the training loop hands :meth:`loss_and_direction`'s direction to
+    the optimiser where it would hand the gradient. Calling the objective gives ``(loss, aux)``."""
+
+    @abc.abstractmethod
+    def loss_and_direction(self, model: AbstractRecurrentModel, data: Any, *, key) -> tuple[tuple[jax.Array, dict[str, jax.Array]], Any]:
+        """``((loss, aux), direction)``; ``direction`` has the structure of ``model``."""
+
+
 class AbstractTerm(eqx.Module):
     """One regulariser: ``term(model, trajectory, data) -> scalar``. ``name`` labels its column."""
 
@@ -225,6 +235,7 @@ class Supervised(AbstractObjective):
 
 
 __all__ = [
+    "AbstractDirectionObjective",
     "AbstractInnerObjective",
     "AbstractObjective",
     "AbstractTerm",
