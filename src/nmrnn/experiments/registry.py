@@ -470,6 +470,40 @@ register(
     )
 )
 
+register(
+    Reproduction(
+        name="lif-rate",
+        result_id="M6",
+        paper="e-nmRNN supplement (paper 000), section 1, eq. 1-21 and Fig. 1",
+        description="LIF network with volume-transmitted NMs: the rate curve of eq. 9 against simulation, and the rate reduction against the input's timescale",
+        claim=(
+            "The steady-state rate of a LIF neuron is f_LIF of eq. 9 (saturating through the refractory "
+            "period); a higher excitability (lower threshold) lowers the rheobase, steepens the linear "
+            "regime and saturates at a smaller current; and the LIF network with neuromodulated synapses "
+            "reduces to the e-nmRNN's rate equations (W = Q_tot W_base, T = Q_tot T_LIF, R = tau_n R_LIF, "
+            "Z'' = tau_n Z_LIF), a reduction that holds only for slow directions."
+        ),
+        run=lazy("lif"),
+        runtime={"smoke": "about 15 s on a CPU", "quick": "about 2 min on a CPU", "paper": "about 10 min on a CPU"},
+    )
+)
+
+register(
+    Reproduction(
+        name="local-rules",
+        result_id="M4",
+        paper="e-nmRNN supplement (paper 000), section 3",
+        description="The leading-order local learning rules (NM-gated T rule, input, release and interaction rules) against BPTT: loss and gradient alignment",
+        claim=(
+            "The leading-order local learning rules of the e-nmRNN (dL/dT_k ~ D^T eps phi'(A) n_k r^T at "
+            "O(dt), the input rule, and the O(dt^2) rules for R and Z) are sensible learning rules: "
+            "training with them lowers the loss, and each update is aligned with the true gradient."
+        ),
+        run=lazy("local_rules"),
+        runtime={"smoke": "about 30 s on a CPU", "quick": "about 10 min on a CPU", "paper": "about 2 h on a CPU (estimate)"},
+    )
+)
+
 __all__ = [
     "PROFILES",
     "REPRODUCTIONS",
