@@ -140,9 +140,9 @@ def test_rules_subset_freezes_the_rest_and_alignment_is_recorded():
 
 
 def test_local_rules_learn_the_flip_flop():
-    task = FlipFlop(n_bits=2, n_steps=40)
-    m = ENMRNN(2, 32, 2, n_nm=2, tau_r=2.0, key=jr.PRNGKey(0))
-    cfg = TrainConfig(steps=300, lr=3e-3, optimizer="adam", batch_size=16, steps_per_call=100)
+    task = FlipFlop(n_bits=2, n_steps=30)
+    m = ENMRNN(2, 16, 2, n_nm=2, tau_r=2.0, key=jr.PRNGKey(0))
+    cfg = TrainConfig(steps=200, lr=1e-2, optimizer="adam", batch_size=16, steps_per_call=200)
     held = task.sample(jr.PRNGKey(99), 128)
     loss = lambda mdl: float(masked_mse(mdl.forward(held.inputs).outputs, held.targets, held.mask))  # noqa: E731
     local = fit(m, task, cfg, key=jr.PRNGKey(1), objective=LocalRules()).model

@@ -63,7 +63,7 @@ class LocalSettings:
 
 
 PROFILES: Profiles[LocalSettings] = Profiles(
-    smoke=LocalSettings(n_hidden=16, n_nm=2, updates=20, seeds=1, n_steps_flipflop=30, n_heldout=32, sine=False, dpi=40),
+    smoke=LocalSettings(n_hidden=8, n_nm=2, updates=10, seeds=1, n_steps_flipflop=20, n_heldout=16, sine=False, dpi=40),
     quick=LocalSettings(n_hidden=64, n_nm=4, updates=2000, seeds=3),
     paper=LocalSettings(n_hidden=128, n_nm=4, updates=10000, seeds=5),
 )

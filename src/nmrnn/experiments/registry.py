@@ -484,7 +484,7 @@ register(
             "Z'' = tau_n Z_LIF), a reduction that holds only for slow directions."
         ),
         run=lazy("lif"),
-        runtime={"smoke": "about 15 s on a CPU", "quick": "about 2 min on a CPU", "paper": "about 10 min on a CPU"},
+        runtime={"smoke": "about 25 s on a CPU", "quick": "about 1 min on a CPU", "paper": "about 7 min on a CPU"},
     )
 )
 
@@ -500,7 +500,8 @@ register(
             "training with them lowers the loss, and each update is aligned with the true gradient."
         ),
         run=lazy("local_rules"),
-        runtime={"smoke": "about 30 s on a CPU", "quick": "about 10 min on a CPU", "paper": "about 2 h on a CPU (estimate)"},
+        runtime={"smoke": "about 30 s on a CPU", "quick": "about 10 min on 2 CPU cores",
+                 "paper": "about 4 h on 2 CPU cores (estimate)"},
     )
 )
 
