@@ -531,6 +531,25 @@ ActivationName = str
 StepFn = Callable[[State, Array], State]
 
 
+def recurrent_mask(n: int, mask=None, spatial_grid=None, spatial_length: float = 0.1) -> Array | None:
+    """The fixed ``(n, n)`` mask on a recurrent matrix: ``mask`` (checked), times the distance
+    weights of a spatial embedding on ``spatial_grid`` (:func:`nmrnn.spatial.spatial_mask`);
+    ``None`` when neither is given."""
+    if isinstance(spatial_length, bool) or not isinstance(spatial_length, int | float) or not spatial_length > 0:
+        raise ValueError(f"spatial_length must be a positive fraction of the domain, got {spatial_length!r}")
+    out = None
+    if mask is not None:
+        if np.shape(mask) != (n, n):
+            raise ValueError(f"mask must have shape (n_hidden, n_hidden)=({n}, {n}), got {np.shape(mask)}")
+        out = jnp.asarray(mask, dtype=jnp.float32)
+    if spatial_grid is not None:
+        from ..spatial import spatial_mask
+
+        weights = spatial_mask(spatial_grid, n, spatial_length)
+        out = weights if out is None else out * weights
+    return out
+
+
 def replace_fields(module: eqx.Module, **changes: Any) -> eqx.Module:
     """A shallow copy of ``module`` with fields (static ones included) replaced.
 

@@ -21,6 +21,11 @@ Variants:
 * ``cell_types=True``: each neuron releases exactly one neuromodulator (neuron i releases NM
   ``i mod M``): R is masked to one non-zero per column.
 * ``dale=True``: sign-constrained presynaptic columns of W (first ``exc_fraction`` excitatory).
+* ``spatial_grid=(nx, ny, nz)``: the neurons sit on a 3-D grid (:mod:`nmrnn.spatial`) and the
+  recurrent weights are weighted by ``exp(-d_ij / lambda)``, ``lambda = spatial_length`` (default
+  0.1) times the grid's largest side (the paper's spatially embedded e-nmRNN: 10% of the domain).
+  The weighting applies to ``W``, a fixed mask like ``mask`` (any ``(N, N)`` array); the
+  modulatory tensor is not masked.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from .base import (
     AbstractRecurrentModel,
     initial_state_parameter,
     normal_init,
+    recurrent_mask,
     replace_fields,
     time_constant,
 )
@@ -80,6 +86,7 @@ class ENMRNN(AbstractRecurrentModel):
     E: Float[Array, " N"] | None
     e: Float[Array, " N"] | None
     sign: Float[Array, " N"] | None
+    mask: Float[Array, "N N"] | None
     release_mask: Float[Array, "M N"] | None
     n_in: int = eqx.field(static=True)
     n_hidden: int = eqx.field(static=True)
@@ -98,7 +105,7 @@ class ENMRNN(AbstractRecurrentModel):
         "nm": ("T", "T_left", "T_right", "R", "Z"),
         "readout": ("D", "d"),
     }
-    buffers: ClassVar[tuple[str, ...]] = ("sign", "release_mask")
+    buffers: ClassVar[tuple[str, ...]] = ("sign", "mask", "release_mask")
     constants: ClassVar[tuple[str, ...]] = ("tau_r", "tau_n")
     state_fields: ClassVar[tuple[str, ...]] = ("r", "n")
     modulatory_fields: ClassVar[tuple[str, ...]] = ("n",)
@@ -120,6 +127,9 @@ class ENMRNN(AbstractRecurrentModel):
         dale: bool = False,
         exc_fraction: float = 0.8,
         cell_types: bool = False,
+        mask=None,
+        spatial_grid=None,
+        spatial_length: float = 0.1,
         gain: float = 1.0,
         init_value: float = 0.0,
         learn_init: bool = False,
@@ -137,6 +147,7 @@ class ENMRNN(AbstractRecurrentModel):
         check_nonnegative("sigma_rec", sigma_rec)
         check_fraction("exc_fraction", exc_fraction)
         N, M, P, O = int(n_hidden), int(n_nm), int(n_in), int(n_out)
+        self.mask = recurrent_mask(N, mask, spatial_grid, spatial_length)
         self.n_in, self.n_hidden, self.n_nm, self.n_out = P, N, M, O
         self.t_rank = None if t_rank is None else int(t_rank)
         self.tau_r, self.tau_n, self.dt = time_constant(tau_r), time_constant(tau_n), float(dt)
@@ -183,9 +194,8 @@ class ENMRNN(AbstractRecurrentModel):
 
     # -- derived quantities ------------------------------------------------------------------
     def effective_W(self) -> Array:
-        if self.sign is None:
-            return self.W
-        return jnp.abs(self.W) * self.sign[None, :]
+        W = self.W if self.sign is None else jnp.abs(self.W) * self.sign[None, :]
+        return W if self.mask is None else W * self.mask
 
     def effective_R(self) -> Array:
         return self.R if self.release_mask is None else self.R * self.release_mask
@@ -208,7 +218,7 @@ class ENMRNN(AbstractRecurrentModel):
 
     def materialize(self):
         return replace_fields(
-            self, W=self.effective_W(), sign=None, R=self.effective_R(), release_mask=None
+            self, W=self.effective_W(), sign=None, mask=None, R=self.effective_R(), release_mask=None
         ).with_rates("tau_r", "tau_n")
 
     def modulatory_drive(self, r: Array, n: Array) -> Array:
@@ -252,7 +262,7 @@ class ENMRNN(AbstractRecurrentModel):
     @property
     def manual_backward(self) -> bool:
         """The hand-written backward applies to the materialised model (W signed, R masked)."""
-        return self.sign is None and self.release_mask is None
+        return self.sign is None and self.mask is None and self.release_mask is None
 
     def _pre(self, r, n, u):
         return r @ self.W.T + self.modulatory_drive(r, n) + u @ self.U.T + self.b

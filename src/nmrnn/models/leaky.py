@@ -45,6 +45,7 @@ from .base import (
     normal_init,
     orthonormal_columns,
     readout_bias,
+    recurrent_mask,
     replace_fields,
     time_constant,
 )
@@ -79,7 +80,10 @@ class LeakyRNN(AbstractRecurrentModel):
     Parameters: ``W (N, N)``, ``B (N, P)``, ``b (N)`` if ``bias``, ``C (O, N)``, ``d (O)``.
     Dale's law: ``W_eff = |W| * sign[None, :]`` with the first ``round(exc_fraction * N)``
     presynaptic neurons excitatory (+1) and the rest inhibitory (-1).
-    A connectivity ``mask (N, N)`` multiplies ``W_eff`` elementwise (fixed, not trained).
+    A connectivity ``mask (N, N)`` multiplies ``W_eff`` elementwise (fixed, not trained);
+    ``spatial_grid=(nx, ny, nz)`` places the neurons on a grid and multiplies it by the distance
+    weights ``exp(-d_ij / lambda)``, ``lambda = spatial_length`` x the grid's largest side
+    (:mod:`nmrnn.spatial`).
     """
 
     W: Float[Array, "N N"]
@@ -122,6 +126,8 @@ class LeakyRNN(AbstractRecurrentModel):
         dale: bool = False,
         exc_fraction: float = 0.8,
         mask=None,
+        spatial_grid=None,
+        spatial_length: float = 0.1,
         readout_from: str = "state",
         gain: float = 1.0,
         scale_by_n: bool = False,
@@ -133,11 +139,7 @@ class LeakyRNN(AbstractRecurrentModel):
         _check_common(n_in, n_hidden, n_out, tau, dt, activation, sigma_rec, readout_from)
         check_fraction("exc_fraction", exc_fraction)
         check_choice("readout_bias_init", readout_bias_init, READOUT_BIAS_INITS)
-        if mask is not None and np.shape(mask) != (n_hidden, n_hidden):
-            raise ValueError(
-                f"mask must have shape (n_hidden, n_hidden)=({n_hidden}, {n_hidden}), "
-                f"got {np.shape(mask)}"
-            )
+        mask = recurrent_mask(int(n_hidden), mask, spatial_grid, spatial_length)
         kW, kB, kC = jr.split(key, 3)
         self.n_in, self.n_hidden, self.n_out = int(n_in), int(n_hidden), int(n_out)
         self.tau, self.dt = time_constant(tau), float(dt)
@@ -154,7 +156,7 @@ class LeakyRNN(AbstractRecurrentModel):
         else:
             self.sign = None
         self.W = W
-        self.mask = None if mask is None else jnp.asarray(mask, dtype=jnp.float32)
+        self.mask = mask
         self.B = normal_init(kB, (n_hidden, n_in), 1.0 / np.sqrt(n_in))
         self.b = jnp.zeros(n_hidden) if bias else None
         self.C = normal_init(kC, (n_out, n_hidden), 1.0 / np.sqrt(n_hidden))

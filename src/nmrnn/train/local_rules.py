@@ -70,8 +70,8 @@ def check_local_model(model: AbstractRecurrentModel) -> None:
     if not isinstance(model, ENMRNN):
         raise ValueError(f"local learning rules are derived for the e-nmRNN (ENMRNN), got {type(model).__name__}")
     if not model.manual_backward:
-        raise ValueError("local learning rules need an e-nmRNN without dale=True or cell_types=True "
-                         "(their sign and release masks are not in the derivation)")
+        raise ValueError("local learning rules need an e-nmRNN without dale=True, cell_types=True, a mask "
+                         "or spatial_grid (their sign and masks are not in the derivation)")
 
 
 def _loss_of(loss: str):
