@@ -428,6 +428,10 @@ def main(argv: list[str] | None = None, *, compilation_cache: bool = False) -> i
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, on_term)
+        if signal.getsignal(signal.SIGINT) is _stop_before_start:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt from here on
+        if previous is _stop_before_start:
+            previous = signal.SIG_DFL
     bad_input = (ValueError, FileExistsError, FileNotFoundError, NotADirectoryError,
                  IsADirectoryError, PermissionError, FolderLockedError)
     try:
@@ -461,10 +465,22 @@ def main(argv: list[str] | None = None, *, compilation_cache: bool = False) -> i
             signal.signal(signal.SIGTERM, previous)
 
 
+def _stop_before_start(signum, frame):
+    """SIGINT/SIGTERM while the command is still importing and parsing: nothing has been written
+    yet, so leave at once with the signal's exit code (instead of dying by the signal)."""
+    sys.stderr.write(f"nmrnn: stopped by signal {signum} before starting; nothing was written\n")
+    sys.stderr.flush()
+    os._exit(130 if signum == signal.SIGINT else 143)
+
+
 def entry() -> None:
     """The ``nmrnn`` console script: :func:`main`, then exit. After a signal it leaves without the
     interpreter's teardown (compiled-code threads may still be running then). The command keeps
-    its compiled programs in the on-disk cache of :mod:`nmrnn.runtime`."""
+    its compiled programs in the on-disk cache of :mod:`nmrnn.runtime`. A signal that arrives
+    before :func:`main` takes over signal handling ends the process cleanly with 130 / 143."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _stop_before_start)
+        signal.signal(signal.SIGTERM, _stop_before_start)
     code = main(compilation_cache=True)
     if code in (130, 143):
         sys.stdout.flush()

@@ -61,6 +61,8 @@ CASES: list[tuple[str, str, int, dict]] = [
     ("enmrnn-dale-celltypes-tanh-nmrelu", "enmrnn", 6, dict(n_nm=3, tau_r=3.0, tau_n=4.0, dale=True, exc_fraction=0.5, cell_types=True, activation="tanh", nm_activation="softplus")),
     ("gru", "gru", 5, {}),
     ("lstm", "lstm", 5, {}),
+    ("cornn", "cornn", 5, dict(dt=0.2, gamma=1.5, epsilon=0.8)),
+    ("cornn-imex", "cornn", 5, dict(dt=0.3, gamma=2.0, epsilon=3.0, scheme="imex", init_value=0.2)),
 ]
 
 CASE_IDS = [c[0] for c in CASES]

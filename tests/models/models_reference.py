@@ -243,7 +243,29 @@ def lstm(model, options, u):
     return np.array(ys), {"h": np.array(hs), "c": np.array(cs)}
 
 
-REFERENCE = {"vanilla": leaky, "lowrank": lowrank, "nmrnn": nmrnn, "enmrnn": enmrnn, "gru": gru, "lstm": lstm}
+def cornn(model, options, u):
+    """coRNN (Rusch & Mishra 2021): the authors' explicit cell, or the paper's IMEX eq. 3."""
+    W, W_z, V, b, C, d = (_arr(getattr(model, k)) for k in ("W", "W_z", "V", "b", "C", "d"))
+    o = _opts(dict(dt=0.042, gamma=2.7, epsilon=4.7, scheme="code", init_value=0.0), options)
+    dt, gamma, eps = o["dt"], o["gamma"], o["epsilon"]
+    y = np.full(W.shape[0], o["init_value"])
+    z = np.full(W.shape[0], o["init_value"])
+    ys_, zs, out = [], [], []
+    for t in range(u.shape[0]):
+        drive = np.tanh(W @ y + W_z @ z + V @ u[t] + b)
+        if o["scheme"] == "code":
+            z = z + dt * (drive - gamma * y - eps * z)
+        else:
+            z = (z + dt * (drive - gamma * y)) / (1 + dt * eps)
+        y = y + dt * z
+        ys_.append(y)
+        zs.append(z)
+        out.append(C @ y + d)
+    return np.array(out), {"y": np.array(ys_), "z": np.array(zs)}
+
+
+REFERENCE = {"vanilla": leaky, "lowrank": lowrank, "nmrnn": nmrnn, "enmrnn": enmrnn, "gru": gru, "lstm": lstm,
+             "cornn": cornn}
 
 
 def reference_simulate(name, model, options, u):

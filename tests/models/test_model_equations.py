@@ -160,3 +160,28 @@ def test_narrow_matmul_equals_matmul(shape_a, shape_w, x64):
     out = narrow_matmul(jnp.asarray(a), jnp.asarray(w))
     assert out.shape == (a @ w).shape
     np.testing.assert_allclose(np.asarray(out), a @ w, rtol=1e-12, atol=1e-12)
+
+
+def test_cornn_matches_the_authors_torch_cell():
+    """The default scheme is the authors' ``coRNNCell`` (tk-rusch/coRNN): one ``nn.Linear`` over
+    ``(u, z, y)``, explicit in every term, read out from ``y``."""
+    torch = pytest.importorskip("torch")
+    from nmrnn.models import CoRNN
+
+    model = CoRNN(N_IN, 6, N_OUT, dt=0.1, gamma=2.0, epsilon=1.5, key=jax.random.PRNGKey(3))
+    i2h = torch.nn.Linear(N_IN + 12, 6)
+    with torch.no_grad():
+        i2h.weight.copy_(torch.from_numpy(np.concatenate([np.array(model.V), np.array(model.W_z), np.array(model.W)], 1)))
+        i2h.bias.copy_(torch.from_numpy(np.array(model.b)))
+    u = random_inputs(7, (BATCH, T_STEPS, N_IN)).astype(np.float32)
+    hy = torch.zeros(BATCH, 6)
+    hz = torch.zeros(BATCH, 6)
+    ys = []
+    with torch.no_grad():
+        for t in range(T_STEPS):
+            x = torch.from_numpy(u[:, t])
+            hz = hz + 0.1 * (torch.tanh(i2h(torch.cat((x, hz, hy), 1))) - 2.0 * hy - 1.5 * hz)
+            hy = hy + 0.1 * hz
+            ys.append(hy.numpy())
+    traj = jit_simulate(model, jnp.asarray(u))
+    _assert_close(traj.states.y, np.stack(ys, 1), 1e-5, 1e-6, "y vs the authors' cell")

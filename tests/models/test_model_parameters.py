@@ -48,6 +48,9 @@ def expected_count(name: str, n: int, o: dict, p: int = N_IN, out: int = N_OUT) 
     if name == "lstm":
         # W_ih (4N x P), W_hh (4N x N), b (4N: PyTorch's two bias vectors summed)
         return 4 * n * p + 4 * n * n + 4 * n + readout
+    if name == "cornn":
+        # W, W_z (N x N each), V (N x P), b (N)
+        return 2 * n * n + n * p + n + readout
     raise AssertionError(name)
 
 
@@ -122,7 +125,7 @@ def expected_groups(name: str, o: dict) -> dict[str, set[str]]:
     if name == "nmrnn":
         nm = {"W_z", "B_z", "A_z", "b_z"} | ({"B_zx"} if o.get("feedback") else set())
         low = {"L", "B_x", "C", "d"} | (set() if o.get("symmetric") else {"R"})
-        return {"nm": nm, "lowrank": low}
+        return {"nm": nm, "lowrank": low, "readout": {"C", "d"}}
     if name == "enmrnn":
         relutanh = o.get("activation", "relutanh") == "relutanh"
         tensor = {"T"} if o.get("t_rank") is None else {"T_left", "T_right"}
@@ -135,6 +138,8 @@ def expected_groups(name: str, o: dict) -> dict[str, set[str]]:
         return {"recurrent": {"W_ih", "W_hh", "b", "b_hn"}, "readout": {"C", "d"}}
     if name == "lstm":
         return {"recurrent": {"W_ih", "W_hh", "b"}, "input": {"W_ih"}, "readout": {"C", "d"}}
+    if name == "cornn":
+        return {"recurrent": {"W", "W_z", "b"}, "input": {"V"}, "readout": {"C", "d"}}
     raise AssertionError(name)
 
 
@@ -206,5 +211,5 @@ def test_buffers_are_arrays_but_not_parameters(case_id, buffers):
 
 def test_unknown_group_is_refused_with_the_valid_ones():
     model = build(CASES[CASE_IDS.index("nmrnn")])
-    with pytest.raises(ValueError, match=r"unknown parameter group 'readout' for NMRNN; valid groups: all, nm, lowrank"):
-        trainable_filter(model, "readout")
+    with pytest.raises(ValueError, match=r"unknown parameter group 'input' for NMRNN; valid groups: all, nm, lowrank, readout"):
+        trainable_filter(model, "input")

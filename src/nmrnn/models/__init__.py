@@ -26,6 +26,7 @@ from .base import (
     simulate,
     trainable_filter,
 )
+from .cornn import CoRNN, CoState
 from .enmrnn import ENMRNN, ENMState
 from .gated import GRU, LSTM, HState, LSTMState
 from .leaky import LeakyRNN, LeakyState, LowRankRNN
@@ -40,6 +41,7 @@ MODELS: dict[str, type[AbstractRecurrentModel]] = {
     "enmrnn": ENMRNN,
     "gru": GRU,
     "lstm": LSTM,
+    "cornn": CoRNN,
     "semilinear_lstm": SemilinearLSTM,
 }
 
@@ -130,6 +132,8 @@ def match_size(
 
 __all__ = [
     "AbstractRecurrentModel",
+    "CoRNN",
+    "CoState",
     "ENMRNN",
     "ENMState",
     "GRU",

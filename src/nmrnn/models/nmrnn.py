@@ -118,7 +118,8 @@ class NMRNN(AbstractRecurrentModel):
     Parameters: ``W_z (M, M)``, ``B_z (M, P_z)``, ``A_z (K, M)``, ``b_z (K)``, ``L (N, K)``,
     ``R (N, K)`` (absent if ``symmetric``), ``B_x (N, P_x)``, ``C (O, N)``, ``d (O)``, and
     ``B_zx (M, N)`` if ``feedback``.
-    Groups: ``"nm"`` (the z subnetwork and its gain readout) and ``"lowrank"`` (everything of x).
+    Groups: ``"nm"`` (the z subnetwork and its gain readout) and ``"lowrank"`` (everything of x);
+    ``"readout"`` (C, d: a part of ``"lowrank"``, for reservoir training).
     """
 
     W_z: Float[Array, "M M"]
@@ -154,6 +155,7 @@ class NMRNN(AbstractRecurrentModel):
     param_groups: ClassVar[dict[str, tuple[str, ...]]] = {
         "nm": ("W_z", "B_z", "A_z", "b_z", "B_zx"),
         "lowrank": ("L", "R", "B_x", "C", "d"),
+        "readout": ("C", "d"),
     }
     constants: ClassVar[tuple[str, ...]] = ("tau_x", "tau_z")
     state_fields: ClassVar[tuple[str, ...]] = ("x", "z")
