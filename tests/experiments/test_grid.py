@@ -176,10 +176,10 @@ def test_grid_options_and_jobs_are_checked():
 def test_reproduce_passes_its_workers_to_the_grid(tmp_path):
     from nmrnn.experiments.registry import run_reproduction
 
-    out = tmp_path / "r1"
-    summary = run_reproduction("mwg", out, profile="smoke", grid=GridOptions(workers=2, force=True))
+    out = tmp_path / "r3"
+    summary = run_reproduction("eft", out, profile="smoke", grid=GridOptions(workers=2, force=True))
     assert summary["status"] != "failed", summary.get("error")
-    for arm in ("reference", "standard"):  # R1's two arms, each a grid of 4 runs
-        trials = _study(out / f"comparison-{arm}", f"comparison-{arm}").get_trials()
-        assert len(trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-        assert os.getpid() not in {t.user_attrs["pid"] for t in trials}
+    # R3's smoke grid: one configuration of each of the four classes, one seed
+    trials = _study(out / "comparison", "comparison").get_trials()
+    assert len(trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert os.getpid() not in {t.user_attrs["pid"] for t in trials}
