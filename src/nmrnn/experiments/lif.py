@@ -204,8 +204,7 @@ def run(out_dir: Path, profile: str, seed: int) -> dict[str, Any]:
     inputs = jnp.asarray(np.sin(2 * np.pi * t[None, :] / periods[:, None])[..., None], dtype=jnp.float32)
     errs = compare_reduction(net, inputs, transient=s.transient, key=jr.fold_in(key, 2))
     control = compare_reduction(net, inputs, transient=s.transient, key=jr.fold_in(key, 2), modulated=False)
-    nm_rel = _nm_relative(errs)
-    nm_rel_control = _nm_relative(control)
+    nm_rel, nm_rel_control = errs.nm_rel, control.nm_rel
 
     checks = [
         check("simulated rates = closed form (eq. 9 with refractory period)", {"max_relative_error": max_rel,
@@ -252,11 +251,6 @@ def run(out_dir: Path, profile: str, seed: int) -> dict[str, Any]:
         "notes": "Excitability from the simulated rate curves:\n\n" + feat_table
         + "\n\nRate reduction against the input's timescale (errors after the transient):\n\n" + table,
     }
-
-
-def _nm_relative(errs) -> np.ndarray:
-    d = np.sqrt(np.mean((errs.spiking_n - errs.model_n) ** 2, axis=-2))
-    return d / np.maximum(np.sqrt(np.mean(errs.model_n**2, axis=-2)), 1e-300)
 
 
 def _figures(out, s, currents, simulated, closed, periods, errs, control, nm_rel, nm_rel_control) -> list[str]:

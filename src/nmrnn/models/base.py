@@ -51,6 +51,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._validation import check_positive
 from .bptt import scan_steps
 
 State = Any  # a NamedTuple of arrays; each model defines its own
@@ -535,8 +536,7 @@ def recurrent_mask(n: int, mask=None, spatial_grid=None, spatial_length: float =
     """The fixed ``(n, n)`` mask on a recurrent matrix: ``mask`` (checked), times the distance
     weights of a spatial embedding on ``spatial_grid`` (:func:`nmrnn.spatial.spatial_mask`);
     ``None`` when neither is given."""
-    if isinstance(spatial_length, bool) or not isinstance(spatial_length, int | float) or not spatial_length > 0:
-        raise ValueError(f"spatial_length must be a positive fraction of the domain, got {spatial_length!r}")
+    check_positive("spatial_length", spatial_length)
     out = None
     if mask is not None:
         if np.shape(mask) != (n, n):

@@ -322,7 +322,12 @@ class ENMRNN(AbstractRecurrentModel):
             lt = jnp.einsum("...i,kiq->...kq", gpre, self.T_left)
             grads["T_left"] = jnp.einsum("...i,...k,...kq->kiq", gpre, prev.n, tprod)
             grads["T_right"] = jnp.einsum("...k,...kq,...j->kjq", prev.n, lt, prev.r)
-        if self.E is not None:  # the excitability of ReLU-Tanh, by autodiff of the elementwise phi
-            phi = lambda E, e: E * jnp.maximum(jnp.tanh(pre) + e, 0.0)  # noqa: E731
-            grads["E"], grads["e"] = jax.vjp(phi, self.E, self.e)[1](ga)
+        if self.E is not None:
+            grads["E"], grads["e"] = self.excitability_vjp(pre, ga)
         return grads
+
+    def excitability_vjp(self, pre: Array, g: Array) -> tuple[Array, Array]:
+        """The cotangents of ReLU-Tanh's gain ``E`` and threshold ``e`` for the cotangent ``g`` of
+        ``phi(pre)`` (autodiff of the elementwise ``phi``, summed over batch and time)."""
+        phi = lambda E, e: E * jnp.maximum(jnp.tanh(pre) + e, 0.0)  # noqa: E731
+        return jax.vjp(phi, self.E, self.e)[1](g)

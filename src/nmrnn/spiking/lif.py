@@ -98,6 +98,11 @@ def _as_matrix(name: str, value, shape: tuple[int, ...]) -> jax.Array:
     return jnp.asarray(arr)
 
 
+def effective_weights(W: Array, T: Array, n: Array) -> Array:
+    """``W + sum_k n_k T_k`` for concentrations ``n (*batch, M)``: ``(*batch, N, N)``."""
+    return W + jnp.einsum("...k,kij->...ij", n, T)
+
+
 class LIFNetwork(eqx.Module):
     """N LIF neurons, M neuromodulators, L external inputs (see the module docstring).
 
@@ -191,7 +196,7 @@ class LIFNetwork(eqx.Module):
 
     def effective_weights(self, n: Array) -> Array:
         """``W_eff = W + sum_k n_k T_k`` for concentrations ``n (*batch, M)``."""
-        return self.W + jnp.einsum("...k,kij->...ij", n, self.T)
+        return effective_weights(self.W, self.T, n)
 
     def initial_state(self, batch_shape=(), *, V0=None, n0=None, key: PRNGKeyArray | None = None) -> LIFState:
         """Rest (``V = E_L``), or ``V0``, or with a key uniform in ``[V_reset, V_th)``; ``s = 0``,
@@ -294,11 +299,12 @@ def measured_rates(spike_time: Array, t_start: float = 0.0) -> np.ndarray:
     over the spikes after ``t_start`` (steady state), per neuron; 0 with fewer than two spikes."""
     st = np.asarray(spike_time)
     st = np.where(st >= t_start, st, np.nan)
-    count = np.sum(np.isfinite(st), axis=-2)
-    first, last = np.nanmin(np.where(np.isfinite(st), st, np.inf), axis=-2), np.nanmax(np.where(np.isfinite(st), st, -np.inf), axis=-2)
+    spiked = np.isfinite(st)
+    count = np.sum(spiked, axis=-2)
+    first, last = np.min(np.where(spiked, st, np.inf), axis=-2), np.max(np.where(spiked, st, -np.inf), axis=-2)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(count >= 2, (count - 1) / (last - first), 0.0)
     return rate
 
 
-__all__ = ["DEFAULT_NEURON", "LIFNetwork", "LIFState", "LIFTrajectory", "lif_rate", "measured_rates", "rheobase"]
+__all__ = ["DEFAULT_NEURON", "LIFNetwork", "effective_weights", "LIFState", "LIFTrajectory", "lif_rate", "measured_rates", "rheobase"]

@@ -29,7 +29,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .._validation import check_positive
-from .lif import LIFNetwork, lif_rate
+from .lif import LIFNetwork, effective_weights, lif_rate
 
 
 class RateTrajectory(NamedTuple):
@@ -60,7 +60,7 @@ class LIFRateModel(eqx.Module):
         return lif_rate(current, V_th=self.V_th, **self.neuron)
 
     def drive(self, r: Array, n: Array, I_in: Array) -> Array:
-        W_eff = self.W + (jnp.einsum("...k,kij->...ij", n, self.T) if self.modulated else 0.0)
+        W_eff = effective_weights(self.W, self.T, n) if self.modulated else self.W
         return jnp.einsum("...ij,...j->...i", W_eff, r) + I_in @ self.U.T + self.b
 
     def nm_generator(self) -> Array:
@@ -125,6 +125,7 @@ class ReductionErrors(NamedTuple):
     rate_nrmse: np.ndarray  # (*batch,) population-mean rate, relative to its modulation
     nm_nrmse: np.ndarray  # (*batch, M)
     rate_rel: np.ndarray  # (*batch,) RMS difference of the population rate / its mean
+    nm_rel: np.ndarray  # (*batch, M) RMS difference of each concentration / the model's RMS
     spiking_rate: np.ndarray  # (*batch, T') population-mean rate of the spiking network
     model_rate: np.ndarray  # (*batch, T')
     spiking_n: np.ndarray  # (*batch, T', M)
@@ -138,8 +139,6 @@ def compare_reduction(net: LIFNetwork, inputs: Array, *, transient: float, key=N
     ``transient`` time units, the population-mean rate (spiking: mean trace ``s / Q_tot``) and
     every concentration. The spiking network starts from random voltages (``key``) and the
     rate model from the rates of its fixed point for the first input (concentrations 0)."""
-    from .lif import LIFTrajectory  # noqa: F401  (documented return type of simulate)
-
     inputs = jnp.asarray(inputs)
     spk, _ = net.simulate(inputs, key=key)
     model = reduce_network(net, tau_r=tau_r, modulated=modulated)
@@ -152,7 +151,8 @@ def compare_reduction(net: LIFNetwork, inputs: Array, *, transient: float, key=N
     n_spk = np.asarray(spk.n)[..., keep, :]
     n_mod = np.asarray(rates.n)[..., keep, :]
     rel = np.sqrt(np.mean((pop_spk - pop_mod) ** 2, axis=-1)) / np.maximum(np.mean(pop_mod, axis=-1), 1e-300)
-    return ReductionErrors(nrmse(pop_spk, pop_mod), nrmse(n_spk, n_mod, axis=-2), rel, pop_spk, pop_mod,
+    nm_rel = np.sqrt(np.mean((n_spk - n_mod) ** 2, axis=-2)) / np.maximum(np.sqrt(np.mean(n_mod**2, axis=-2)), 1e-300)
+    return ReductionErrors(nrmse(pop_spk, pop_mod), nrmse(n_spk, n_mod, axis=-2), rel, nm_rel, pop_spk, pop_mod,
                            n_spk, n_mod, times[keep])
 
 

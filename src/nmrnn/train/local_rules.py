@@ -56,8 +56,8 @@ from ..activations import get_activation
 from ..models.base import AbstractRecurrentModel, replace_fields
 from ..models.bptt import value_and_derivative
 from ..models.enmrnn import ENMRNN
-from ..tasks.base import Batch, masked_mse
-from .objectives import AbstractDirectionObjective, masked_cross_entropy
+from ..tasks.base import Batch
+from .objectives import LOSS_FUNCTIONS, LOSSES, AbstractDirectionObjective, check_model_fits_task
 
 #: The parameters with a local rule, and the order of the expansion each comes from.
 RULE_ORDER = {"W": 1, "T": 1, "T_left": 1, "T_right": 1, "U": 1, "b": 1, "E": 1, "e": 1, "R": 2, "Z": 2,
@@ -74,8 +74,9 @@ def check_local_model(model: AbstractRecurrentModel) -> None:
                          "or spatial_grid (their sign and masks are not in the derivation)")
 
 
-def _loss_of(loss: str):
-    return masked_mse if loss == "mse" else masked_cross_entropy
+def _delayed(first: jax.Array, x: jax.Array) -> jax.Array:
+    """``x (..., T, size)`` one step later along time, ``first (..., size)`` at step 0."""
+    return jnp.concatenate([first[..., None, :], x[..., :-1, :]], axis=-2)
 
 
 def local_gradients(model: ENMRNN, batch: Batch, *, loss: str = "mse", input_rule: str = "gradient",
@@ -87,14 +88,12 @@ def local_gradients(model: ENMRNN, batch: Batch, *, loss: str = "mse", input_rul
     check_local_model(model)
     check_choice("input_rule", input_rule, INPUT_RULES)
     traj = model.forward(batch.inputs, key=key)
-    value, e = jax.value_and_grad(lambda y: _loss_of(loss)(y, batch.targets, batch.mask))(traj.outputs)
+    value, e = jax.value_and_grad(lambda y: LOSS_FUNCTIONS[loss](y, batch.targets, batch.mask))(traj.outputs)
     m = model.materialize()
     s0 = m.initial_state(batch.inputs.shape[:-2])
     r, n = traj.states.r, traj.states.n  # (B, T, .) after each step
-    r_prev = jnp.concatenate([s0.r[..., None, :], r[..., :-1, :]], axis=-2)
-    n_prev = jnp.concatenate([s0.n[..., None, :], n[..., :-1, :]], axis=-2)
-    r_prev2 = jnp.concatenate([s0.r[..., None, :], r_prev[..., :-1, :]], axis=-2)
-    n_prev2 = jnp.concatenate([s0.n[..., None, :], n_prev[..., :-1, :]], axis=-2)
+    r_prev, n_prev = _delayed(s0.r, r), _delayed(s0.n, n)  # state before each step
+    r_prev2, n_prev2 = _delayed(s0.r, r_prev), _delayed(s0.n, n_prev)  # ... and one step earlier
     u = batch.inputs
     ar, an = m.rate("tau_r"), m.rate("tau_n")
     T = m.full_T()
@@ -121,8 +120,7 @@ def local_gradients(model: ENMRNN, batch: Batch, *, loss: str = "mse", input_rul
         grads["T_left"] = jnp.einsum("kij,kjq->kiq", g_T, m.T_right)
         grads["T_right"] = jnp.einsum("kij,kiq->kjq", g_T, m.T_left)
     if m.E is not None:
-        phi = lambda E, e_: E * jnp.maximum(jnp.tanh(pre) + e_, 0.0)  # noqa: E731
-        grads["E"], grads["e"] = jax.vjp(phi, m.E, m.e)[1](ga)
+        grads["E"], grads["e"] = m.excitability_vjp(pre, ga)
     # O(dt^2): NM k's credit through one step of n and one of r. Step 1 has no earlier release.
     tr = jnp.einsum("kij,...tj->...tki", T, r_prev)  # T_k r(t-1)
     credit = jnp.einsum("...ti,...tki->...tk", delta, tr)
@@ -159,7 +157,7 @@ class LocalRules(AbstractDirectionObjective):
 
     def __init__(self, loss: str = "mse", rules=None, *, input_rule: str = "gradient", alignment: bool = False,
                  noise: bool = False):
-        check_choice("loss", loss, ("mse", "cross_entropy"))
+        check_choice("loss", loss, LOSSES)
         check_choice("input_rule", input_rule, INPUT_RULES)
         if rules is not None:
             rules = tuple(rules)
@@ -184,9 +182,7 @@ class LocalRules(AbstractDirectionObjective):
             missing = [n for n in self.rules if getattr(model, n, None) is None]
             if missing:
                 raise ValueError(f"rules {missing} name parameters this e-nmRNN does not have")
-        if model.n_in != task.n_in or model.n_out != task.n_out:
-            raise ValueError(f"the model has n_in={model.n_in}, n_out={model.n_out} but the task has "
-                             f"{task.n_in} inputs and {task.n_out} outputs")
+        check_model_fits_task(model, task)
 
     def __call__(self, model, data, *, key):
         value, _ = self.loss_and_direction(model, data, key=key)
@@ -203,7 +199,7 @@ class LocalRules(AbstractDirectionObjective):
         if self.alignment:
             def true_loss(mdl):
                 traj = mdl.forward(data.inputs, key=k_noise if self.noise else None)
-                return _loss_of(self.loss)(traj.outputs, data.targets, data.mask)
+                return LOSS_FUNCTIONS[self.loss](traj.outputs, data.targets, data.mask)
 
             true = eqx.filter_grad(true_loss)(model)
             for i, name in enumerate(names):

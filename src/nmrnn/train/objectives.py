@@ -159,6 +159,24 @@ def masked_cross_entropy(logits: jax.Array, targets: jax.Array, mask: jax.Array)
     return jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1e-12)
 
 
+#: The supervised losses by name, ``fn(outputs, targets, mask) -> scalar``.
+LOSS_FUNCTIONS: dict[str, Callable[..., jax.Array]] = {"mse": masked_mse, "cross_entropy": masked_cross_entropy}
+
+
+def check_model_fits_task(model: AbstractRecurrentModel, task: Any) -> None:
+    """Refuse a model whose input or output size differs from the task's (before compiling)."""
+    if getattr(model, "n_in", None) != task.n_in:
+        raise ValueError(
+            f"the model has n_in={model.n_in} but task {type(task).__name__} has {task.n_in} "
+            "input channels"
+        )
+    if model.n_out != task.n_out:
+        raise ValueError(
+            f"the model has n_out={model.n_out} but task {type(task).__name__} has "
+            f"{task.n_out} outputs"
+        )
+
+
 def add_terms(total, aux, terms, weights, model, traj, data):
     """``total + sum_i weights_i * term_i`` and ``aux`` with every (unweighted) term under its
     name: the regularisers of any objective."""
@@ -211,23 +229,11 @@ class Supervised(AbstractObjective):
 
     def __call__(self, model, data: Batch, *, key):
         traj = model.forward(data.inputs, key=key if self.noise else None)
-        if self.loss == "mse":
-            main = masked_mse(traj.outputs, data.targets, data.mask)
-        else:
-            main = masked_cross_entropy(traj.outputs, data.targets, data.mask)
+        main = LOSS_FUNCTIONS[self.loss](traj.outputs, data.targets, data.mask)
         return add_terms(main, {self.loss: main}, self.terms, self.weights, model, traj, data)
 
     def validate(self, model, task) -> None:
-        if getattr(model, "n_in", None) != task.n_in:
-            raise ValueError(
-                f"the model has n_in={model.n_in} but task {type(task).__name__} has {task.n_in} "
-                "input channels"
-            )
-        if model.n_out != task.n_out:
-            raise ValueError(
-                f"the model has n_out={model.n_out} but task {type(task).__name__} has "
-                f"{task.n_out} outputs"
-            )
+        check_model_fits_task(model, task)
         for term in self.terms:
             group = getattr(term, "group", None)
             if group is not None:
@@ -241,10 +247,12 @@ __all__ = [
     "AbstractTerm",
     "ActivityL2",
     "LOSSES",
+    "LOSS_FUNCTIONS",
     "Penalty",
     "Supervised",
     "WeightL1",
     "WeightL2",
     "add_terms",
+    "check_model_fits_task",
     "masked_cross_entropy",
 ]
