@@ -14,6 +14,13 @@ if "NMRNN_COMPILATION_CACHE" not in os.environ:
     os.environ["NMRNN_COMPILATION_CACHE"] = _cache
     atexit.register(shutil.rmtree, _cache, True)
 
+# The session computes in a one-CPU runtime, as the workers of grids and sweeps do
+# (nmrnn.runtime.start_one_cpu_runtime): grids then train in this process, and their numbers are
+# the ones worker processes give.
+from nmrnn.runtime import start_one_cpu_runtime  # noqa: E402
+
+start_one_cpu_runtime()
+
 
 @pytest.fixture(autouse=True)
 def _release_compiled_programs():

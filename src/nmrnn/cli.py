@@ -168,6 +168,7 @@ def cmd_compare(args) -> int:
         storage=args.storage,
         study_name=args.study,
         force=args.force,
+        processes=False if args.in_process else None,
     )
     print()
     print(f"{args.task} ({args.profile} profile): {summary['seeds']} seeds per model; steps per model in the table")
@@ -190,7 +191,8 @@ def cmd_reproduce(args) -> int:
     from .experiments.grid import GridOptions
     from .experiments.registry import trains_grid
 
-    grid = GridOptions(args.workers, args.storage, args.study, args.force)
+    grid = GridOptions(args.workers, args.storage, args.study, args.force,
+                       processes=False if args.in_process else None)
     out = args.out or Path("results") / f"reproduce-{args.name}"
     if args.name in REPRODUCTIONS and grid != GridOptions() and not trains_grid(REPRODUCTIONS[args.name]):
         print(f"note: {args.name} trains its runs one after the other; --workers/--storage/--study do not apply")
@@ -237,10 +239,6 @@ def cmd_worker(args) -> int:
     from .experiments.grid import is_grid_study, work_grid
     from .experiments.sweep import load_spec, work
 
-    if args.cpu is not None:
-        from .train.guard import pin_to_cpu
-
-        pin_to_cpu(args.cpu)
     if args.spec is None:
         if args.storage is None or args.study is None:
             raise ValueError("nmrnn worker needs --spec (a sweep), or --storage and --study (a sweep or a grid of runs)")
@@ -266,11 +264,14 @@ def cmd_worker(args) -> int:
 
 
 def _grid_arguments(p) -> None:
-    p.add_argument("--workers", type=int, default=1, help="processes training the runs on this machine (default: 1, this process)")
+    p.add_argument("--workers", type=int, default=1, help="one-CPU worker processes training the runs on this machine (default: 1); the result is the same for any number")
     p.add_argument("--storage", default=None,
                    help="Optuna storage of the grid of runs, for workers on other machines (nmrnn worker): a database URL or a journal file (default: OUT/grid.journal)")
     p.add_argument("--study", default=None, help="study name of the grid (default: the output folder's name)")
     p.add_argument("--force", action="store_true", help="allow more workers than CPUs")
+    p.add_argument("--in-process", action="store_true",
+                   help="with 1 worker: train the runs in this process, whose runtime uses every CPU (faster for large "
+                        "models; the last bits of the numbers then differ from a worker's)")
 
 
 def cmd_list(args) -> int:
@@ -358,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Search hyperparameters with Optuna: every trial trains ordinary run directories under OUT/trials/; the study is stored in OUT/study.journal (or --storage). An interrupted sweep resumes.")
     p.add_argument("spec", type=_path, help="sweep spec (TOML or JSON file)")
     p.add_argument("--out", type=_path, default=None, help="sweep folder (default: results/sweep-SPEC)")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes sharing the study (default: 1, this process)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes sharing the study (default: 1, this process; more: one-CPU workers, one per core)")
     p.add_argument("--n-trials", dest="n_trials", type=int, default=None, help="trials in the study (default: the spec's)")
     p.add_argument("--storage", default=None, help="Optuna storage: a database URL (sqlite:///f.db, postgresql+psycopg2://...) or a journal file (default: OUT/study.journal)")
     p.add_argument("--study", default=None, help="study name (default: the folder's name)")
@@ -378,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ensemble", dest="ensemble", action="store_true", default=None,
                    help="grids: train the waiting seeds of one model as one vmapped ensemble (default: on accelerators only)")
     p.add_argument("--no-ensemble", dest="ensemble", action="store_false", help="grids: one run at a time")
-    p.add_argument("--cpu", type=int, default=None, help="run on this CPU only (local workers get one each; the numbers do not change)")
+    p.add_argument("--cpu", type=int, default=None, help="keep this worker on this CPU (local workers get one each); a worker always trains in a one-CPU runtime, so its numbers are those of every other worker")
+    p.set_defaults(one_cpu_runtime=True)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_worker)
 
@@ -415,10 +417,6 @@ def main(argv: list[str] | None = None, *, compilation_cache: bool = False) -> i
         if exc.code == 0:
             raise
         return 2
-    if compilation_cache:
-        from .runtime import enable_compilation_cache
-
-        enable_compilation_cache()  # compiled programs shared by this command's runs and the next
     from .train.guard import FolderLockedError, Interrupted
     from .train.loop import NonFiniteLossError
 
@@ -435,6 +433,7 @@ def main(argv: list[str] | None = None, *, compilation_cache: bool = False) -> i
     bad_input = (ValueError, FileExistsError, FileNotFoundError, NotADirectoryError,
                  IsADirectoryError, PermissionError, FolderLockedError)
     try:
+        _start_runtime(args, compilation_cache)
         return args.func(args)
     except Interrupted as exc:
         print(f"nmrnn {args.command}: {exc}; run again with the same arguments (--resume for train) "
@@ -463,6 +462,18 @@ def main(argv: list[str] | None = None, *, compilation_cache: bool = False) -> i
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _start_runtime(args, compilation_cache: bool) -> None:
+    """Before the command's first JAX computation: a one-CPU runtime for the commands that train
+    in one (``nmrnn worker``: :func:`nmrnn.runtime.start_one_cpu_runtime`), then the on-disk
+    cache of compiled programs (its folder depends on the runtime's CPU count)."""
+    from .runtime import enable_compilation_cache, start_one_cpu_runtime
+
+    if getattr(args, "one_cpu_runtime", False):
+        start_one_cpu_runtime(args.cpu)
+    if compilation_cache:
+        enable_compilation_cache()  # compiled programs shared by this command's runs and the next
 
 
 def _stop_before_start(signum, frame):

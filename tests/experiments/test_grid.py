@@ -152,6 +152,8 @@ def test_a_sweep_study_is_not_taken_for_a_grid(tmp_path):
     (["compare", "--workers", "999"], "more than the"),
     (["reproduce", "r1", "--workers", "-1"], "workers must be a positive integer"),
     (["worker", "--storage", "x.journal"], "needs --spec"),
+    (["worker", "--storage", "x.journal", "--study", "s", "--cpu", "9999"], "usable CPUs"),
+    (["compare", "--workers", "2", "--in-process"], "needs workers=1"),
 ])
 def test_bad_grid_options_are_refused_before_anything_runs(argv, msg, tmp_path, capsys):
     code = main([*argv, "--out", str(tmp_path / "o")] if argv[0] != "worker" else argv)

@@ -258,12 +258,14 @@ def run_compare(
     storage: str | None = None,
     study_name: str | None = None,
     force: bool = False,
+    processes: bool | None = None,
     log=print,
 ) -> dict[str, Any]:
     """Train every model on ``task`` for each seed, then tabulate and plot. Returns the summary.
 
     The models x seeds are a grid of fixed runs (:func:`nmrnn.experiments.grid.run_grid`):
-    ``workers`` processes train them on this machine, and workers on other machines can join
+    ``workers`` one-CPU processes train them on this machine (``processes``: see
+    :class:`~nmrnn.experiments.grid.GridOptions`), and workers on other machines can join
     through ``storage`` / ``study_name``; every seed is an ordinary run directory, so the result
     equals a serial run and an interrupted comparison resumes. ``vmap_seeds``: a worker trains
     the waiting seeds of a model as one vmapped ensemble (:func:`nmrnn.train.fit_ensemble`);
@@ -294,7 +296,7 @@ def run_compare(
     if len(set(labels)) != len(labels):
         raise ValueError(f"model labels must be distinct, got {labels}")
 
-    grid = dict(GridOptions(workers, storage, study_name, force, vmap_seeds).kwargs(), progress=progress, log=log)
+    grid = dict(GridOptions(workers, storage, study_name, force, vmap_seeds, processes).kwargs(), progress=progress, log=log)
     out = check_run_path(out_dir)
     with FolderLock(out):
         return _run_compare_locked(task, task_obj, plan, entries, sized, n_seeds, total, task_options,

@@ -5,11 +5,19 @@ an Optuna study (a journal file inside the grid's folder by default, or any stor
 enqueues one trial per unfinished run; workers take trials and train their run directories. The
 same mechanism as the sweeps (:mod:`nmrnn.experiments.sweep`), so:
 
-* ``workers=N`` trains N runs at a time on this machine, each in its own process;
+* ``workers=N`` trains N runs at a time on this machine, each in a worker process of its own whose
+  JAX runtime has one CPU (:func:`nmrnn.runtime.start_one_cpu_runtime`; each local worker is kept
+  on a CPU of its own): XLA's results depend in their last bits on the CPUs a runtime starts
+  with, so runs trained in one-CPU runtimes are the same whichever worker trains them, and
+  one-CPU workers share the cores without slowing each other. ``workers=1`` is one such worker
+  process too, unless this process's runtime already has one CPU (a worker, the test session) or
+  runs on an accelerator: then the runs train here;
 * ``nmrnn worker --storage URL --study NAME --out DIR`` joins the grid from another machine that
   sees the same folder (a shared file system) and storage;
-* every run is an ordinary run directory with a deterministic spec and seed, so the result is the
-  same whichever worker trains a run, in whichever order: identical to a serial run;
+* every run is an ordinary run directory with a deterministic spec and seed, trained in a one-CPU
+  runtime, so the result is the same whichever worker trains a run, in whichever order: identical
+  to a serial run (``processes=False`` trains a one-worker grid in this process whatever its
+  runtime, for callers that need the runs in-process; its numbers are then this runtime's);
 * a worker killed mid-run leaves its trial to be retried (its pid is dead, or the database
   heartbeat stops); the run resumes from its last checkpoint; a finished run is never trained
   again (its run directory says so, whatever the study says);
@@ -64,16 +72,22 @@ class GridJob:
 @dataclasses.dataclass(frozen=True)
 class GridOptions:
     """How a grid is run (the ``--workers``/``--storage``/``--study``/``--force`` of the command
-    line): local worker processes, a shared storage and study name, ensembles of seeds."""
+    line): local worker processes, a shared storage and study name, ensembles of seeds, and
+    ``processes`` (``None``: one-CPU worker processes unless this process's runtime is one
+    already, see the module docstring; ``False``: a one-worker grid trains in this process;
+    ``True``: always worker processes)."""
 
     workers: int = 1
     storage: str | None = None
     study_name: str | None = None
     force: bool = False
     ensemble: bool | None = None
+    processes: bool | None = None
 
     def __post_init__(self):
         check_workers(self.workers, self.force)
+        if self.processes is False and self.workers != 1:
+            raise ValueError(f"training in this process (processes=False, --in-process) needs workers=1, got {self.workers}")
         for name in ("storage", "study_name"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, str) or not v.strip()):
@@ -407,12 +421,14 @@ def run_grid(
     study_name: str | None = None,
     force: bool = False,
     ensemble: bool | None = None,
+    processes: bool | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = print,
 ) -> list[dict]:
     """Train every run of the grid ``jobs`` into ``out_dir`` and return their metrics, in order.
 
-    ``workers``: processes on this machine (1: this process). ``storage`` (default: the journal
+    ``workers``: one-CPU worker processes on this machine (``processes``: see
+    :class:`GridOptions`; 1 trains here when this process's runtime has one CPU). ``storage`` (default: the journal
     file ``out_dir/grid.journal``) and ``study_name`` (default: the folder's name) let workers on
     other machines join (``nmrnn worker``). Runs already finished are not trained again. A run
     that diverges fails the grid with a ``NonFiniteLossError`` naming it, after the other runs.
@@ -436,8 +452,9 @@ def run_grid(
     if log:
         for run_dir in finished:
             log(f"  reusing finished run {run_dir}")
+    in_process = workers == 1 and not _needs_worker_processes(processes)
     while True:
-        if workers == 1:
+        if in_process:
             work_grid(storage, study_name, out, ensemble=ensemble, progress=progress, log=log)
         else:
             _run_workers(storage, study_name, out, workers, ensemble, log)
@@ -472,10 +489,22 @@ def _collect(study, jobs: Sequence[GridJob], out: Path) -> list[dict]:
     return results
 
 
-def _cpu_option(i: int, workers: int) -> list[str]:
-    """``--cpu`` for local worker ``i``: one CPU each while there are enough of them."""
+def _needs_worker_processes(processes: bool | None) -> bool:
+    """Whether a one-worker grid trains in a worker process (see :class:`GridOptions`)."""
+    if processes is not None:
+        return bool(processes)
+    import jax
+
+    from ..runtime import runtime_cpus
+
+    return jax.default_backend() == "cpu" and runtime_cpus() > 1
+
+
+def local_worker_cpu(i: int, workers: int) -> list[str]:
+    """``--cpu`` for local worker ``i`` of ``workers``: a CPU of its own while there are enough of
+    them (else the workers' one-CPU runtimes are left to the scheduler)."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    return ["--cpu", str(cpus[i])] if workers <= len(cpus) and workers > 1 else []
+    return ["--cpu", str(cpus[i])] if workers <= len(cpus) else []
 
 
 def _run_workers(storage: str, study_name: str, out: Path, workers: int, ensemble: bool | None, log) -> None:
@@ -483,7 +512,7 @@ def _run_workers(storage: str, study_name: str, out: Path, workers: int, ensembl
            "--out", str(out), "--no-progress"]
     if ensemble is not None:
         cmd.append("--ensemble" if ensemble else "--no-ensemble")
-    run_local_workers([[*cmd, *_cpu_option(i, workers)] for i in range(workers)], log)
+    run_local_workers([[*cmd, *local_worker_cpu(i, workers)] for i in range(workers)], log)
 
 
 def run_local_workers(cmds: Sequence[Sequence[str]], log, where: str = "") -> None:

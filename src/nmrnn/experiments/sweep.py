@@ -783,11 +783,11 @@ def run_sweep(
 
 
 def _run_workers(out: Path, storage: str, study_name: str, n_trials: int, workers: int, log) -> None:
-    from .grid import _cpu_option, run_local_workers
+    from .grid import local_worker_cpu, run_local_workers
 
     cmd = [sys.executable, "-m", "nmrnn.cli", "worker", "--storage", storage, "--study", study_name,
            "--spec", str(out), "--out", str(out), "--n-trials", str(n_trials), "--no-progress"]
-    run_local_workers([[*cmd, "--worker-index", str(i), *_cpu_option(i, workers)] for i in range(workers)],
+    run_local_workers([[*cmd, "--worker-index", str(i), *local_worker_cpu(i, workers)] for i in range(workers)],
                       log, where=f" on {storage}")
 
 

@@ -56,25 +56,6 @@ _HELD: dict[str, int] = {}
 _HELD_LOCK = threading.Lock()
 
 
-def pin_to_cpu(cpu: int) -> None:
-    """Confine every thread of this process to CPU ``cpu``, after starting JAX's CPU runtime so
-    that its thread pool keeps the size it has in an unconfined process (and the numbers stay
-    the same). Local workers sharing a machine use it: two unconfined JAX processes on two cores
-    interrupt each other's small-op loops, and each trains about half as fast
-    (``benchmarks/bench_grid.py``)."""
-    import jax.numpy as jnp
-
-    if not hasattr(os, "sched_setaffinity"):
-        return  # not Linux: left to the scheduler
-    allowed = os.sched_getaffinity(0)
-    if cpu not in allowed:
-        raise ValueError(f"cpu {cpu} is not one this process may use ({sorted(allowed)})")
-    jnp.zeros(1).block_until_ready()  # the runtime and its threads exist now
-    for tid in os.listdir("/proc/self/task"):
-        with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            os.sched_setaffinity(int(tid), {cpu})
-
-
 def process_alive(pid: int) -> bool:
     """Whether process ``pid`` exists on this host (one owned by another user counts)."""
     try:
