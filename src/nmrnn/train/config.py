@@ -111,6 +111,9 @@ class TrainConfig:
     select_best_block: int | None = _opt(
         None, "end each stage with the parameters of its best block of this many steps ('none': the last)"
     )
+    keep_every: int | None = _opt(
+        None, "keep the model every this many steps in the run directory's snapshots/ (rounded up to whole calls; 'none': not kept)"
+    )
 
     def __post_init__(self):
         check_positive_int("steps", self.steps)
@@ -122,6 +125,8 @@ class TrainConfig:
         check_choice("clip_mode", self.clip_mode, CLIP_MODES)
         if self.select_best_block is not None:
             check_positive_int("select_best_block", self.select_best_block)
+        if self.keep_every is not None:
+            check_positive_int("keep_every", self.keep_every)
         if self.batch_size is not None:
             check_positive_int("batch_size", self.batch_size)
         check_positive_int("steps_per_call", self.steps_per_call)
@@ -163,6 +168,7 @@ class TrainConfig:
             stages=tuple(Stage(1, s.group) for s in self.schedule),
             checkpoint_every=1,
             select_best_block=None,
+            keep_every=None,
             weight_l2=float(self.weight_l2 > 0),
             activity_l2=float(self.activity_l2 > 0),
             weight_l1=float(self.weight_l1 > 0),

@@ -55,6 +55,8 @@ from .objectives import (
 )
 
 CHECKPOINT = "checkpoint.npz"
+#: Folder of a run directory with the models kept over training (``TrainConfig.keep_every``).
+SNAPSHOTS = "snapshots"
 CURVE = "curve.csv"
 
 
@@ -466,6 +468,12 @@ def _fit_members(models, task, configs, *, keys, run_dirs, resume, progress, cal
             f"({dict(zip(map(str, run_paths), steps, strict=True))}); resume them one at a time"
         )
     step = steps[0]
+    keep = config.keep_every
+    if keep is not None and step == 0:  # the initial model is the first snapshot
+        for path, m in zip(run_paths, models, strict=True):
+            if path is not None:
+                save_snapshot(path, m, 0)
+    last_kept = step
 
     bar = _Progress(total, step) if progress else None
     t0 = time.perf_counter()
@@ -546,6 +554,11 @@ def _fit_members(models, task, configs, *, keys, run_dirs, resume, progress, cal
                             params = best
                     mid = (best, best_loss) if block is not None and step < s1 else None
 
+                    if keep is not None and step // keep > last_kept // keep:
+                        # before the checkpoint: a run killed in between trains this chunk again
+                        # and writes the same snapshot
+                        _keep_members(run_paths, params, static, step, vmapped)
+                        last_kept = step
                     if any(p is not None for p in run_paths) and (
                         step - last_ckpt >= config.checkpoint_every or step == s1
                     ):
@@ -636,6 +649,26 @@ def _save_members(run_paths, params, static, opt_state, step, losses, stage_inde
             best_i = (eqx.combine(b_i, s_i), float(mid[1][i]))
         _save(path, eqx.combine(p_i, s_i), o_i, step, losses[i], stage_index, configs[i],
               {k: v[i] for k, v in terms.items()}, best_i)
+
+
+def snapshot_path(run_path: str | Path, step: int) -> Path:
+    """Where the snapshot of a run at ``step`` is kept: ``run_dir/snapshots/step-00001000.npz``."""
+    return Path(run_path) / SNAPSHOTS / f"step-{int(step):08d}.npz"
+
+
+def save_snapshot(run_path: str | Path, model, step: int) -> None:
+    """Keep ``model`` (its arrays) as the snapshot of step ``step`` (atomic, like a checkpoint)."""
+    path = snapshot_path(run_path, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, {"model": eqx.filter(model, eqx.is_array)}, {"step": np.asarray(step)})
+
+
+def _keep_members(run_paths, params, static, step, vmapped) -> None:
+    for i, path in enumerate(run_paths):
+        if path is not None:
+            p_i = _unstack(params, i) if vmapped else params
+            s_i = _unstack(static, i) if vmapped else static
+            save_snapshot(path, eqx.combine(p_i, s_i), step)
 
 
 def _save(run_path, model, opt_state, step, losses, stage_index, config, terms, best=None) -> None:

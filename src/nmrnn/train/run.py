@@ -349,6 +349,29 @@ def load_run(run_dir: str | Path) -> tuple[RunSpec, AbstractRecurrentModel, Abst
     return spec, model, task
 
 
+def load_snapshots(run_dir: str | Path) -> list[tuple[int, AbstractRecurrentModel]]:
+    """The models a run kept over training (``TrainConfig.keep_every``), as ``(step, model)`` in
+    the order of their steps; step 0 is the initial model. Every file is checked against the
+    run's model (:func:`nmrnn.train.checkpoint.load_checkpoint`)."""
+    from .checkpoint import CheckpointError, load_checkpoint, read_arrays
+    from .loop import SNAPSHOTS
+
+    path = Path(run_dir)
+    if not (path / CONFIG).exists():
+        raise FileNotFoundError(f"{path} is not a run directory (no {CONFIG})")
+    spec = RunSpec.from_dict(read_json(path / CONFIG))
+    skeleton = eqx.filter(spec.build()[0], eqx.is_array)
+    out = []
+    for f in sorted((path / SNAPSHOTS).glob("step-*.npz")):
+        files = read_arrays(f)
+        step = files.get("array/step")
+        if step is None or np.ndim(step) != 0 or not np.issubdtype(np.asarray(step).dtype, np.integer):
+            raise CheckpointError(f"snapshot {f}: array/step must be an integer scalar")
+        trees, _ = load_checkpoint(f, {"model": skeleton}, files)
+        out.append((int(step), eqx.combine(trees["model"], spec.build()[0])))
+    return sorted(out, key=lambda t: t[0])
+
+
 def evaluate_model(model: AbstractRecurrentModel, task: AbstractTask, key) -> dict[str, Any]:
     """The task's metrics on each of its evaluation batches: ``{set: {metric: value}}``."""
     out: dict[str, Any] = {}
