@@ -63,6 +63,12 @@ CASES: list[tuple[str, str, int, dict]] = [
     ("lstm", "lstm", 5, {}),
     ("cornn", "cornn", 5, dict(dt=0.2, gamma=1.5, epsilon=0.8)),
     ("cornn-imex", "cornn", 5, dict(dt=0.3, gamma=2.0, epsilon=3.0, scheme="imex", init_value=0.2)),
+    ("hippo-legt", "hippo_legt", 5, dict(memory_order=4, theta=6.0)),
+    ("hippo-lmu-zoh-nogate", "hippo_legt", 5, dict(memory_order=3, memory_size=2, theta=4.0, dt=0.5, transition="lmu",
+                                                   discretization="zoh", gate=False, init_value=0.2)),
+    ("transformer", "transformer", 6, dict(n_layers=2, n_heads=2, d_ff=10)),
+    ("transformer-post-learned-gelu", "transformer", 6, dict(n_layers=1, n_heads=3, d_ff=7, norm="post",
+                                                             positions="learned", max_len=16, activation="gelu")),
 ]
 
 CASE_IDS = [c[0] for c in CASES]
@@ -76,9 +82,12 @@ GRADIENT_SKIP = {
 GRADIENT_CASES = [c for c in CASES if c[0] not in GRADIENT_SKIP]
 GRADIENT_IDS = [c[0] for c in GRADIENT_CASES]
 #: One case per model family, for the checks that need not run over every option.
-FAMILY_CASES = [c for c in CASES if c[0] in ("vanilla-dale-mask", "lowrank-ortho", "nmrnn-channels-overlap-dt", "enmrnn-factorised", "gru", "lstm")]
+FAMILY_CASES = [c for c in CASES if c[0] in ("vanilla-dale-mask", "lowrank-ortho", "nmrnn-channels-overlap-dt", "enmrnn-factorised", "gru", "lstm",
+                                               "hippo-legt", "transformer")]
 FAMILY_IDS = [c[0] for c in FAMILY_CASES]
 CASE_BY_ID = {c[0]: c for c in CASES}
+#: Registered models that are sequence models, not one-step maps (no ``initial_state``/``step``).
+SEQUENCE_MODELS = frozenset({"transformer"})
 
 
 @functools.cache

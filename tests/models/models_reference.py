@@ -264,8 +264,147 @@ def cornn(model, options, u):
     return np.array(out), {"y": np.array(ys_), "z": np.array(zs)}
 
 
+HIPPO_DEFAULTS = dict(memory_order=None, memory_size=1, theta=100.0, dt=1.0, transition="legt",
+                      discretization="bilinear", gate=True, init_value=0.0)
+
+
+def legendre_memory_matrices(order: int, transition: str):
+    """Continuous (A, B) of the Legendre memory of window 1, entry by entry.
+
+    HiPPO-LegT (Gu et al. 2020, the authors' normalisation): A_nk = -sqrt(2n+1) sqrt(2k+1) for
+    n >= k, -(-1)^(n-k) sqrt(2n+1) sqrt(2k+1) for n < k; B_n = sqrt(2n+1).
+    LMU (Voelker et al. 2019, eq. 2): A_nk = (2n+1) (-1)^(n-k+1) for n >= k, -(2n+1) for n < k;
+    B_n = (2n+1) (-1)^n.
+    """
+    A, B = np.zeros((order, order)), np.zeros(order)
+    for n in range(order):
+        B[n] = np.sqrt(2 * n + 1) if transition == "legt" else (2 * n + 1) * (-1) ** n
+        for k in range(order):
+            if transition == "legt":
+                sign = 1.0 if n >= k else (-1.0) ** (n - k)
+                A[n, k] = -sign * np.sqrt(2 * n + 1) * np.sqrt(2 * k + 1)
+            else:
+                A[n, k] = (2 * n + 1) * ((-1.0) ** (n - k + 1) if n >= k else -1.0)
+    return A, B
+
+
+def hippo_legt(model, options, u):
+    """HiPPO-LegT cell (the HiPPO authors' MemoryCell + LTICell wiring), memory discretised by
+    scipy.signal.cont2discrete from the window-theta system (A / theta, B / theta):
+
+    f_t = W_fu u_t + W_fh h_{t-1} + b_f;  c_t[m] = A_d c_{t-1}[m] + B_d f_t[m]
+    h~ = tanh(W_hu u_t + W_hc vec c_t + b_h);  g = sigmoid(W_gu u_t + W_gc vec c_t + b_g)
+    h_t = (1 - g) h_{t-1} + g h~  (h_t = h~ without the gate);  y_t = C h_t + d
+    """
+    from scipy.signal import cont2discrete
+
+    o = _opts(HIPPO_DEFAULTS, options)
+    f = {k: _arr(getattr(model, k)) for k in ("W_fu", "W_fh", "b_f", "W_hu", "W_hc", "b_h", "W_gu", "W_gc", "b_g", "C", "d")}
+    n, m = f["W_hu"].shape[0], f["W_fu"].shape[0]
+    order = n if o["memory_order"] is None else o["memory_order"]
+    assert m == o["memory_size"]
+    A, B = legendre_memory_matrices(order, o["transition"])
+    A_d, B_d, *_ = cont2discrete((A / o["theta"], B[:, None] / o["theta"], np.eye(order), np.zeros((order, 1))),
+                                 dt=o["dt"], method=o["discretization"])
+    B_d = B_d[:, 0]
+    if not o["gate"]:
+        assert f["W_gu"] is None and f["W_gc"] is None and f["b_g"] is None
+    h = np.full(n, o["init_value"])
+    c = np.full((m, order), o["init_value"])
+    hs, cs, ys = [], [], []
+    for t in range(u.shape[0]):
+        drive = f["W_fu"] @ u[t] + f["W_fh"] @ h + f["b_f"]
+        c = np.stack([A_d @ c[j] + B_d * drive[j] for j in range(m)])
+        flat = c.reshape(-1)
+        cand = np.tanh(f["W_hu"] @ u[t] + f["W_hc"] @ flat + f["b_h"])
+        if o["gate"]:
+            g = _sigmoid(f["W_gu"] @ u[t] + f["W_gc"] @ flat + f["b_g"])
+            h = (1 - g) * h + g * cand
+        else:
+            h = cand
+        hs.append(h)
+        cs.append(flat)
+        ys.append(f["C"] @ h + f["d"])
+    return np.array(ys), {"h": np.array(hs), "c": np.array(cs)}
+
+
+TRANSFORMER_DEFAULTS = dict(n_layers=2, n_heads=2, d_ff=None, positions="sinusoidal", max_len=512,
+                            norm="pre", activation="relu")
+
+
+def _layer_norm(x, g, b, eps=1e-5):
+    mu = x.mean()
+    return (x - mu) / np.sqrt(((x - mu) ** 2).mean() + eps) * g + b
+
+
+def _gelu(x):
+    from scipy.special import erf
+
+    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+
+
+def transformer(model, options, u):
+    """Causal Transformer, one step and one head at a time: step t attends to steps 0..t only.
+
+    x_t = W_in u_t + b_in + p_t (sinusoidal p[t, 2i] = sin(t w_i), p[t, 2i+1] = cos(t w_i),
+    w_i = 10000^(-2i/D); or the learned row t); pre-LN blocks x += Attn(LN1 x), x += FF(LN2 x)
+    and a final LN; post-LN blocks x = LN1(x + Attn x), x = LN2(x + FF x); y_t = C h_t + d.
+    """
+    o = _opts(TRANSFORMER_DEFAULTS, options)
+    f = {k: _arr(getattr(model, k)) for k in ("W_in", "b_in", "pos", "W_qkv", "b_qkv", "W_o", "b_o", "W_ff1", "b_ff1",
+                                               "W_ff2", "b_ff2", "ln1_g", "ln1_b", "ln2_g", "ln2_b", "lnf_g", "lnf_b", "C", "d")}
+    T, D, H = u.shape[0], f["W_in"].shape[0], o["n_heads"]
+    dh = D // H
+    act = _gelu if o["activation"] == "gelu" else ACT["relu"]
+    x = np.zeros((T, D))
+    for t in range(T):
+        if o["positions"] == "learned":
+            p = f["pos"][t]
+        else:
+            p = np.zeros(D)
+            for j in range(D):
+                w = 10000.0 ** (-(j - j % 2) / D)
+                p[j] = np.sin(t * w) if j % 2 == 0 else np.cos(t * w)
+        x[t] = f["W_in"] @ u[t] + f["b_in"] + p
+    for l in range(o["n_layers"]):
+        ln1 = lambda a, l=l: _layer_norm(a, f["ln1_g"][l], f["ln1_b"][l])  # noqa: E731
+        ln2 = lambda a, l=l: _layer_norm(a, f["ln2_g"][l], f["ln2_b"][l])  # noqa: E731
+        Wq, Wk, Wv = np.split(f["W_qkv"][l], 3)
+        bq, bk, bv = np.split(f["b_qkv"][l], 3)
+
+        def attend(z, Wq=Wq, Wk=Wk, Wv=Wv, bq=bq, bk=bk, bv=bv, l=l):
+            out = np.zeros((T, D))
+            for t in range(T):
+                heads = []
+                for hd in range(H):
+                    sl = slice(hd * dh, (hd + 1) * dh)
+                    q = Wq[sl] @ z[t] + bq[sl]
+                    scores = np.array([q @ (Wk[sl] @ z[s] + bk[sl]) / np.sqrt(dh) for s in range(t + 1)])
+                    w = np.exp(scores - scores.max())
+                    w /= w.sum()
+                    heads.append(sum(w[s] * (Wv[sl] @ z[s] + bv[sl]) for s in range(t + 1)))
+                out[t] = f["W_o"][l] @ np.concatenate(heads) + f["b_o"][l]
+            return out
+
+        def ff(a, l=l):
+            return f["W_ff2"][l] @ act(f["W_ff1"][l] @ a + f["b_ff1"][l]) + f["b_ff2"][l]
+
+        if o["norm"] == "pre":
+            x = x + attend(np.array([ln1(a) for a in x]))
+            x = x + np.array([ff(ln2(a)) for a in x])
+        else:
+            x = np.array([ln1(a) for a in x + attend(x)])
+            x = np.array([ln2(a + ff(a)) for a in x])
+    if o["norm"] == "pre":
+        h = np.array([_layer_norm(a, f["lnf_g"], f["lnf_b"]) for a in x])
+    else:
+        assert f["lnf_g"] is None and f["lnf_b"] is None
+        h = x
+    return np.array([f["C"] @ a + f["d"] for a in h]), {"h": h}
+
+
 REFERENCE = {"vanilla": leaky, "lowrank": lowrank, "nmrnn": nmrnn, "enmrnn": enmrnn, "gru": gru, "lstm": lstm,
-             "cornn": cornn}
+             "cornn": cornn, "hippo_legt": hippo_legt, "transformer": transformer}
 
 
 def reference_simulate(name, model, options, u):

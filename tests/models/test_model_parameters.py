@@ -10,8 +10,10 @@ import pytest
 from models_cases import CASE_IDS, CASES, N_IN, N_OUT, build
 
 from nmrnn.models import (
+    MODELS,
     count_for,
     group_names,
+    hidden_multiple,
     match_size,
     param_breakdown,
     param_count,
@@ -51,6 +53,19 @@ def expected_count(name: str, n: int, o: dict, p: int = N_IN, out: int = N_OUT) 
     if name == "cornn":
         # W, W_z (N x N each), V (N x P), b (N)
         return 2 * n * n + n * p + n + readout
+    if name == "hippo_legt":
+        k, m = o.get("memory_order") or n, o.get("memory_size", 1)
+        memory = m * (p + n + 1)  # W_fu (M x P), W_fh (M x N), b_f (M)
+        hidden = n * (p + m * k + 1)  # W_hu (N x P), W_hc (N x MK), b_h (N); the gate likewise
+        return memory + hidden * (2 if o.get("gate", True) else 1) + readout
+    if name == "transformer":
+        layers, f = o.get("n_layers", 2), o.get("d_ff") or 4 * n
+        embedding = p * n + n + (o.get("max_len", 512) * n if o.get("positions") == "learned" else 0)
+        attention = 3 * n * n + 3 * n + n * n + n  # W_qkv, b_qkv, W_o, b_o
+        feedforward = f * n + f + n * f + n  # W_ff1, b_ff1, W_ff2, b_ff2
+        norms = 4 * n  # two LayerNorms (gain, bias) per block
+        final = 2 * n if o.get("norm", "pre") == "pre" else 0
+        return embedding + layers * (attention + feedforward + norms) + final + readout
     raise AssertionError(name)
 
 
@@ -77,6 +92,13 @@ def test_param_count_matches_formula(case):
         ("gru", {}, 17, 153 + 867 + 51 + 17 + 17 + 1),
         ("enmrnn", dict(n_nm=4), 128, 16384 + 4 * 16384 + 384 + 128 + 512 + 16 + 256 + 128 + 1),
         ("enmrnn", dict(n_nm=4, t_rank=2), 128, 16384 + 2 * 4 * 128 * 2 + 384 + 128 + 512 + 16 + 256 + 128 + 1),
+        # HiPPO-LegT, K = N = 32, M = 1: memory 1 x 36, hidden and gate 32 x (3 + 32 + 1) each
+        ("hippo_legt", {}, 32, 36 + 2 * 32 * 36 + 32 + 1),
+        ("hippo_legt", dict(memory_order=8, memory_size=2, gate=False), 20, 2 * 24 + 20 * (3 + 16 + 1) + 20 + 1),
+        # Transformer, D = 32, 2 pre-LN layers, F = 128: 12 D^2 + 13 D per layer, final LN, readout
+        ("transformer", {}, 32, 96 + 32 + 2 * (12 * 1024 + 13 * 32) + 64 + 33),
+        ("transformer", dict(n_layers=1, n_heads=4, d_ff=64, norm="post", positions="learned", max_len=100), 16,
+         48 + 16 + 1600 + (4 * 256 + 2 * 16 * 64 + 64 + 9 * 16) + 17),
     ],
 )
 def test_paper_sizes_counts(name, options, n, expected):
@@ -94,13 +116,32 @@ def test_match_size_gives_the_papers_mwg_sizes():
 
 
 @pytest.mark.parametrize(
-    "name,options", [("gru", {}), ("enmrnn", dict(n_nm=4)), ("enmrnn", dict(n_nm=4, t_rank=2)), ("vanilla", dict(bias=True))]
+    "name,options",
+    [("gru", {}), ("enmrnn", dict(n_nm=4)), ("enmrnn", dict(n_nm=4, t_rank=2)), ("vanilla", dict(bias=True)),
+     ("hippo_legt", {}), ("hippo_legt", dict(memory_order=6, memory_size=2)), ("transformer", dict(n_heads=1))],
 )
 def test_match_size_is_the_smallest_size_reaching_the_target(name, options):
     target = 1059
     n = match_size(name, target, n_in=3, n_out=1, **options)
     assert count_for(name, n_in=3, n_out=1, n_hidden=n, **options) >= target
     assert count_for(name, n_in=3, n_out=1, n_hidden=n - 1, **options) < target
+
+
+@pytest.mark.parametrize("options", [{}, dict(n_heads=4), dict(n_heads=3, n_layers=1, positions="learned", max_len=50)])
+def test_match_size_searches_only_transformer_widths_divisible_by_the_heads(options):
+    heads = options.get("n_heads", 2)
+    assert MODELS["transformer"].min_hidden(**options) == heads
+    assert hidden_multiple("transformer", **options) == heads
+    assert hidden_multiple("vanilla") == 1
+    for target in (1059, 5000, 20_000):
+        n = match_size("transformer", target, n_in=3, n_out=1, **options)
+        assert n % heads == 0
+        assert count_for("transformer", n_in=3, n_out=1, n_hidden=n, **options) >= target
+        if n > heads:
+            assert count_for("transformer", n_in=3, n_out=1, n_hidden=n - heads, **options) < target
+    # every multiple of the heads below max_hidden is too small: refused like any other model
+    with pytest.raises(ValueError, match="no transformer with n_hidden <= 5 reaches 100000"):
+        match_size("transformer", 100_000, n_in=3, n_out=1, max_hidden=5, **options)
 
 
 def test_match_size_refuses_unreachable_targets():
@@ -140,6 +181,22 @@ def expected_groups(name: str, o: dict) -> dict[str, set[str]]:
         return {"recurrent": {"W_ih", "W_hh", "b"}, "input": {"W_ih"}, "readout": {"C", "d"}}
     if name == "cornn":
         return {"recurrent": {"W", "W_z", "b"}, "input": {"V"}, "readout": {"C", "d"}}
+    if name == "hippo_legt":
+        gate = o.get("gate", True)
+        return {
+            "memory": {"W_fu", "W_fh", "b_f"},
+            "recurrent": {"W_fh", "b_f", "W_hc", "b_h"} | ({"W_gc", "b_g"} if gate else set()),
+            "input": {"W_fu", "W_hu"} | ({"W_gu"} if gate else set()),
+            "readout": {"C", "d"},
+        }
+    if name == "transformer":
+        return {
+            "embedding": {"W_in", "b_in"} | ({"pos"} if o.get("positions") == "learned" else set()),
+            "attention": {"W_qkv", "b_qkv", "W_o", "b_o"},
+            "feedforward": {"W_ff1", "b_ff1", "W_ff2", "b_ff2"},
+            "norm": {"ln1_g", "ln1_b", "ln2_g", "ln2_b"} | ({"lnf_g", "lnf_b"} if o.get("norm", "pre") == "pre" else set()),
+            "readout": {"C", "d"},
+        }
     raise AssertionError(name)
 
 

@@ -62,6 +62,23 @@ BAD_CONSTRUCTIONS = [
     ("nmrnn", dict(z_inputs=[1, 1]), "z_inputs repeats a channel: [1, 1]"),
     ("nmrnn", dict(x_inputs=[0.5, 2]), "x_inputs must list integer channel indices, got [0.5, 2]"),
     ("nmrnn", dict(z_inputs=["1"]), "z_inputs must list integer channel indices, got ['1']"),
+    # the Transformer
+    ("transformer", dict(n_hidden=10, n_heads=4), "n_hidden=10 must be a multiple of n_heads=4"),
+    ("transformer", dict(n_heads=0), "n_heads must be a positive integer, got 0"),
+    ("transformer", dict(n_layers=0), "n_layers must be a positive integer, got 0"),
+    ("transformer", dict(d_ff=-3), "d_ff must be a positive integer, got -3"),
+    ("transformer", dict(positions="rotary"), "unknown positions 'rotary'; valid choices: sinusoidal, learned"),
+    ("transformer", dict(positions="learned", max_len=0), "max_len must be a positive integer, got 0"),
+    ("transformer", dict(norm="sandwich"), "unknown norm 'sandwich'; valid choices: pre, post"),
+    ("transformer", dict(activation="swish"), "unknown activation 'swish'; valid choices: relu, gelu"),
+    # HiPPO-LegT
+    ("hippo_legt", dict(memory_order=0), "memory_order must be a positive integer, got 0"),
+    ("hippo_legt", dict(memory_size=-1), "memory_size must be a positive integer, got -1"),
+    ("hippo_legt", dict(theta=0.0), "theta must be a positive number, got 0.0"),
+    ("hippo_legt", dict(theta=-5), "theta must be a positive number, got -5"),
+    ("hippo_legt", dict(dt=0), "dt must be a positive number, got 0"),
+    ("hippo_legt", dict(transition="legs"), "unknown transition 'legs'; valid choices: legt, lmu"),
+    ("hippo_legt", dict(discretization="euler"), "unknown discretization 'euler'; valid choices: bilinear, zoh"),
 ]
 
 
@@ -74,8 +91,8 @@ def test_bad_constructor_arguments_are_refused(name, options, message):
 
 
 def test_unknown_model_and_option_names_are_refused():
-    with pytest.raises(ValueError, match=re.escape("unknown model 'transformer'; valid choices: vanilla, lowrank")):
-        _make("transformer")
+    with pytest.raises(ValueError, match=re.escape("unknown model 'mamba'; valid choices: vanilla, lowrank")):
+        _make("mamba")
     with pytest.raises(ValueError, match=re.escape("unknown option(s) tau_x for model 'vanilla'; valid options:")):
         _make("vanilla", tau_x=3.0)
 

@@ -250,7 +250,7 @@ def test_forward_equals_a_manual_step_loop():
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["vanilla", "lowrank", "nmrnn", "enmrnn", "gru", "lstm"])
+@pytest.mark.parametrize("name", ["vanilla", "lowrank", "nmrnn", "enmrnn", "gru", "lstm", "hippo_legt"])
 def test_fixed_initial_value_starts_every_state_field_there(name):
     opts = {"rank": 2} if name == "lowrank" else {"n_nm": 2, "rank": 2} if name == "nmrnn" else {}
     model = make_model(name, n_in=3, n_out=1, n_hidden=6, init_value=0.1, key=jr.PRNGKey(0), **opts)

@@ -29,9 +29,11 @@ from .base import (
 from .cornn import CoRNN, CoState
 from .enmrnn import ENMRNN, ENMState
 from .gated import GRU, LSTM, HState, LSTMState
+from .hippo import HiPPOLegT, HiPPOState
 from .leaky import LeakyRNN, LeakyState, LowRankRNN
 from .nmrnn import NMRNN, NMState
 from .semilinear import SemilinearLSTM, SemilinearLSTMState, SemilinearLSTMWeights
+from .transformer import Transformer, TransformerStates
 
 #: Registry: command-line / config name -> class.
 MODELS: dict[str, type[AbstractRecurrentModel]] = {
@@ -42,6 +44,8 @@ MODELS: dict[str, type[AbstractRecurrentModel]] = {
     "gru": GRU,
     "lstm": LSTM,
     "cornn": CoRNN,
+    "hippo_legt": HiPPOLegT,
+    "transformer": Transformer,
     "semilinear_lstm": SemilinearLSTM,
 }
 
@@ -104,6 +108,13 @@ def count_for(name: str, *, n_in: int, n_out: int, n_hidden: int, **options: Any
     return param_count(model)
 
 
+def hidden_multiple(name: str, **options: Any) -> int:
+    """Hidden sizes model ``name`` takes with ``options`` are the multiples of this number (the
+    Transformer: ``n_heads``; 1 for most models: the ``hidden_multiple`` hook)."""
+    cls = MODELS[check_choice("model", name, MODELS)]
+    return check_positive_int("hidden_multiple", cls.hidden_multiple(**options))
+
+
 def match_size(
     name: str, target: int, *, n_in: int, n_out: int, max_hidden: int = 4096, **options: Any
 ) -> int:
@@ -111,23 +122,31 @@ def match_size(
 
     "Reaches" (>=) rather than "nearest" is the rule that gives the NM-RNN paper's matched sizes
     on MWG against the NM-RNN (N=100, M=5, K=3; 1059 parameters): LR-RNN 106 (1061), vanilla 31
-    (1086), LSTM 15 (1156). Counts grow monotonically with the size, so a bisection finds it.
+    (1086), LSTM 15 (1156). Counts grow monotonically with the size, so a bisection finds it. Only
+    sizes the model takes are searched: at least ``min_hidden`` (a low-rank model needs N >= rank)
+    and multiples of :func:`hidden_multiple` (a Transformer's width is a multiple of its heads).
     """
     check_positive_int("target", target)
-    hi = check_positive_int("max_hidden", max_hidden)
+    check_positive_int("max_hidden", max_hidden)
     check_choice("model", name, MODELS)
-    lo = max(1, MODELS[name].min_hidden(**options))  # e.g. a low-rank model needs N >= rank
-    if count_for(name, n_in=n_in, n_out=n_out, n_hidden=hi, **options) < target:
+    step = hidden_multiple(name, **options)
+    lo = -(-max(1, MODELS[name].min_hidden(**options)) // step)  # sizes are k * step, k in [lo, hi]
+    hi = max_hidden // step
+
+    def count(k: int) -> int:
+        return count_for(name, n_in=n_in, n_out=n_out, n_hidden=k * step, **options)
+
+    if hi < lo or count(hi) < target:
         raise ValueError(
             f"no {name} with n_hidden <= {max_hidden} reaches {target} parameters; raise max_hidden"
         )
     while lo < hi:
         mid = (lo + hi) // 2
-        if count_for(name, n_in=n_in, n_out=n_out, n_hidden=mid, **options) >= target:
+        if count(mid) >= target:
             hi = mid
         else:
             lo = mid + 1
-    return lo
+    return lo * step
 
 
 __all__ = [
@@ -138,6 +157,8 @@ __all__ = [
     "ENMState",
     "GRU",
     "HState",
+    "HiPPOLegT",
+    "HiPPOState",
     "LSTM",
     "LSTMState",
     "LeakyRNN",
@@ -151,9 +172,12 @@ __all__ = [
     "SemilinearLSTMState",
     "SemilinearLSTMWeights",
     "Trajectory",
+    "Transformer",
+    "TransformerStates",
     "check_trainable",
     "count_for",
     "group_names",
+    "hidden_multiple",
     "make_model",
     "match_size",
     "model_options",

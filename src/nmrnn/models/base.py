@@ -214,6 +214,12 @@ class AbstractRecurrentModel(eqx.Module):
         """The smallest hidden size that the model takes with ``options`` (default 1)."""
         return 1
 
+    @classmethod
+    def hidden_multiple(cls, **options: Any) -> int:
+        """Hidden sizes the model takes with ``options`` are the multiples of this number
+        (default 1; the Transformer: its number of heads)."""
+        return 1
+
 
 class Trajectory(NamedTuple):
     """The result of :func:`simulate`.
