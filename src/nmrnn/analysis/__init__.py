@@ -11,6 +11,14 @@
   manifolds, for any model (two-pass search, manifold following, summaries).
 * :mod:`~nmrnn.analysis.clamping`: the clamp value of a state field whose step uses a given level
   (:func:`clamp_preimage`).
+* :mod:`~nmrnn.analysis.alignment`: gradient alignment of the e-nmRNN's neuromodulation with the
+  descent direction of a frozen surrogate network (paper 000, supplement section 4), with its
+  null and shuffle control.
+* :mod:`~nmrnn.analysis.interpret`: interpretation of trained neuromodulated networks (paper 000,
+  supplement section 8; R11): cell-type specialisation of the release matrix, NM timescales,
+  decoding of the task context, Yang's task variance and clustering, connectivity modularity;
+  :mod:`~nmrnn.analysis.decoding`: the cross-validated decoder with a null that they share with
+  :func:`nmrnn.rl.analysis.decode`.
 * :mod:`~nmrnn.analysis.proposition1`: Proposition 1 of paper 001 (the semilinear LSTM that
   reproduces a linearised NM-RNN); :mod:`~nmrnn.analysis.rank1`: the exact and eq.-16
   neuromodulatory signal of a rank-1 NM-RNN (paper 001, supplement B).
@@ -18,6 +26,16 @@
 Papers are cited by the ids of docs/references.md.
 """
 
+from .alignment import (
+    ALIGNMENT_AVERAGES,
+    NM_RATES,
+    Alignment,
+    AlignmentVectors,
+    alignment_statistics,
+    alignment_vectors,
+    gradient_alignment,
+    shuffle_entries,
+)
 from .clamping import clamp_preimage, field_after_step
 from .continuation import (
     BIFURCATION_KINDS,
@@ -27,6 +45,7 @@ from .continuation import (
     ModelFamily,
     continue_fixed_point,
 )
+from .decoding import NullTest, cross_validated_score, permute_target
 from .fixed_points import (
     KINDS,
     METHODS,
@@ -42,6 +61,37 @@ from .fixed_points import (
     sample_states,
     speed,
     stability_margins,
+)
+from .interpret import (
+    CENTERINGS,
+    CLASSIFIERS,
+    CLUSTER_METHODS,
+    MIN_TASK_VARIANCE,
+    NM_SIGNALS,
+    NORMALIZATIONS,
+    TIMESCALE_FITS,
+    CellTypes,
+    ConnectivityModularity,
+    ContextDecoding,
+    NMStates,
+    TaskVariance,
+    Timescales,
+    UnitClusters,
+    YangTrials,
+    autocorrelation,
+    cell_type_specialisation,
+    cluster_units,
+    connectivity_modularity,
+    decode_context,
+    nm_timescales,
+    one_hotness,
+    release_matrix,
+    split_states,
+    task_variance,
+    window_mean,
+    yang_context_features,
+    yang_task_variance,
+    yang_trials,
 )
 from .proposition1 import (
     Proposition1Count,
@@ -86,6 +136,14 @@ from .systems import (
 )
 
 __all__ = [
+    "ALIGNMENT_AVERAGES",
+    "Alignment",
+    "AlignmentVectors",
+    "NM_RATES",
+    "alignment_statistics",
+    "alignment_vectors",
+    "gradient_alignment",
+    "shuffle_entries",
     "BIFURCATION_KINDS",
     "Bifurcation",
     "Branch",
@@ -141,4 +199,36 @@ __all__ = [
     "two_neuron_hopf_n",
     "two_neuron_jacobian",
     "two_neuron_origin_eigenvalues",
+    "CENTERINGS",
+    "CLASSIFIERS",
+    "CLUSTER_METHODS",
+    "MIN_TASK_VARIANCE",
+    "NM_SIGNALS",
+    "NORMALIZATIONS",
+    "TIMESCALE_FITS",
+    "CellTypes",
+    "ConnectivityModularity",
+    "ContextDecoding",
+    "NMStates",
+    "NullTest",
+    "TaskVariance",
+    "Timescales",
+    "UnitClusters",
+    "YangTrials",
+    "autocorrelation",
+    "cell_type_specialisation",
+    "cluster_units",
+    "connectivity_modularity",
+    "cross_validated_score",
+    "decode_context",
+    "nm_timescales",
+    "one_hotness",
+    "permute_target",
+    "release_matrix",
+    "split_states",
+    "task_variance",
+    "window_mean",
+    "yang_context_features",
+    "yang_task_variance",
+    "yang_trials",
 ]

@@ -505,6 +505,25 @@ register(
     )
 )
 
+register(
+    Reproduction(
+        name="gradient-alignment",
+        result_id="R9",
+        paper="e-nmRNN supplement (paper 000), section 4 (with the sine meta-learning demo, section 9.1)",
+        description="Sine meta-learning e-nmRNN: cosine between the NM direction sum_k T_k dn_k/dt and the descent direction of the surrogate frozen at W + sum_k T_k nbar_k, over training, against the null N(0, 1/N^2)",
+        claim=(
+            "During training of an e-nmRNN (128 neurons, 4 NMs) on sine meta-learning, the direction in "
+            "which the neuromodulators move the effective weights, sum_k T_k dn_k/dt, aligns with the "
+            "gradient-descent direction -grad_W L of the surrogate RNN frozen at W_eff = W + sum_k T_k nbar_k "
+            "over windows of 100 steps: cosine about 0.13-0.15, about 16 standard deviations of the null "
+            "N(0, 1/D), D = N^2, and the alignment is learned (it grows over training)."
+        ),
+        run=lazy("alignment"),
+        runtime={"smoke": "about 20-30 s on a CPU", "quick": "about 2-3.5 min on 2 CPU cores",
+                 "paper": "about 7 min on 2 CPU cores"},
+    )
+)
+
 __all__ = [
     "PROFILES",
     "REPRODUCTIONS",

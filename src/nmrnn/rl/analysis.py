@@ -106,9 +106,14 @@ def decode(x, y, *, n_splits: int = 5, n_shifts: int = 100, seed: int = 0) -> di
     ``x``, ``y``: ``(episodes, trials)``. Folds hold out whole episodes. The null: the same
     decoder on ``y`` circularly shifted within each episode by a random offset (at least a tenth
     of the episode); ``p`` is the fraction of ``n_shifts`` shifted R^2 at or above the observed one
-    (with the usual +1 correction). Returns ``r2``, ``null_mean``, ``null_95`` and ``p``."""
+    (with the usual +1 correction). Returns ``r2``, ``null_mean``, ``null_95`` and ``p``.
+
+    The cross-validation and the null test are :func:`nmrnn.analysis.decoding.cross_validated_score`
+    (shared with the interpretation toolkit's context decoder)."""
     from sklearn.linear_model import LinearRegression
-    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from sklearn.model_selection import GroupKFold
+
+    from ..analysis.decoding import cross_validated_score
 
     x, y = np.asarray(x, float), np.asarray(y, float)
     if x.shape != y.shape or x.ndim != 2:
@@ -116,24 +121,21 @@ def decode(x, y, *, n_splits: int = 5, n_shifts: int = 100, seed: int = 0) -> di
     n_ep, n_t = x.shape
     if n_ep < n_splits:
         raise ValueError(f"decoding with {n_splits} folds needs at least {n_splits} episodes, got {n_ep}")
-    groups = np.repeat(np.arange(n_ep), n_t)
-    cv = GroupKFold(n_splits=n_splits)
+    lo = max(1, n_t // 10)
 
-    def r2(target):
-        t = target.reshape(-1)
-        pred = cross_val_predict(LinearRegression(), x.reshape(-1, 1), t, groups=groups, cv=cv)
+    def r2(t, pred):
         ss = np.sum((t - t.mean()) ** 2)
         return 1.0 - np.sum((t - pred) ** 2) / ss if ss > 0 else 0.0
 
-    observed = r2(y)
-    rng = np.random.default_rng(seed)
-    lo = max(1, n_t // 10)
-    null = np.array([
-        r2(np.stack([np.roll(row, rng.integers(lo, n_t - lo + 1)) for row in y])) for _ in range(n_shifts)
-    ]) if n_shifts else np.zeros(0)
-    p = (1 + np.sum(null >= observed)) / (1 + len(null))
-    return {"r2": float(observed), "null_mean": float(null.mean()) if len(null) else float("nan"),
-            "null_95": float(np.quantile(null, 0.95)) if len(null) else float("nan"), "p": float(p)}
+    def shifted(rng, target):  # a random circular shift of every episode
+        rows = target.reshape(n_ep, n_t)
+        return np.stack([np.roll(row, rng.integers(lo, n_t - lo + 1)) for row in rows]).reshape(-1)
+
+    res = cross_validated_score(
+        x.reshape(-1, 1), y.reshape(-1), estimator=LinearRegression(), cv=GroupKFold(n_splits=n_splits),
+        score=r2, groups=np.repeat(np.arange(n_ep), n_t), null_target=shifted, n_null=n_shifts, seed=seed,
+    )
+    return {"r2": res.score, "null_mean": res.null_mean, "null_95": res.null_95, "p": res.p}
 
 
 def switch_aligned(values, flips, *, before: int = 5, after: int = 20) -> tuple[np.ndarray, np.ndarray, int]:
