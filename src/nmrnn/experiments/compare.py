@@ -229,6 +229,16 @@ def resolve_sizes(entries: Sequence[ModelEntry], n_in: int, n_out: int) -> list[
     return out
 
 
+def grid_arguments(grid: GridOptions | None) -> dict[str, Any]:
+    """The keyword arguments of :func:`run_compare` that run its grid as ``grid`` says (a
+    reproduction's ``--workers``/``--storage``/``--study``)."""
+    if grid is None:
+        return {}
+    kw = grid.kwargs()
+    kw["vmap_seeds"] = kw.pop("ensemble")
+    return kw
+
+
 def _mean_sem(values: Sequence[float]) -> tuple[float, float]:
     v = np.asarray(values, dtype=float)
     if v.size == 0:

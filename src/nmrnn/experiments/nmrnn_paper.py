@@ -39,10 +39,11 @@ from ..models.base import replace_fields
 from ..tasks.eft import ElementFinder
 from ..tasks.mwg import EXTRAPOLATION_INTERVALS, MeasureWaitGo
 from ..train.run import load_run
-from .compare import ModelEntry, _mean_sem, run_compare, slug
+from .compare import ModelEntry, _mean_sem, grid_arguments, run_compare, slug
 from .grid import GridOptions
 from .profiles import Profiles
 from .registry import check, verdict_of
+from .statistics import ALPHA, rank_test
 
 
 def slope_ratios(outputs, batch, task: MeasureWaitGo) -> np.ndarray:
@@ -68,14 +69,6 @@ def ramp_slope_ratios(model, task: MeasureWaitGo, intervals=EXTRAPOLATION_INTERV
     return slope_ratios(simulate(model, batch.inputs).outputs, batch, task)
 
 
-def _grid_kwargs(grid: GridOptions | None) -> dict[str, Any]:
-    if grid is None:
-        return {}
-    kw = grid.kwargs()
-    kw["vmap_seeds"] = kw.pop("ensemble")
-    return kw
-
-
 # -- R1 ------------------------------------------------------------------------------------------
 #: The two arms of R1: the NM-RNN authors' code (the paper's protocol, which decides the verdict)
 #: and the library's standard parametrisation at the same budget.
@@ -83,20 +76,7 @@ ARMS = ("reference", "standard")
 BASELINES = ("LR-RNN", "vanilla RNN", "LSTM")
 #: Criteria, fixed before any run: the one-sided significance level of the rank tests and the
 #: largest mean |fitted slope / target slope - 1| on extrapolated intervals that "keeps the slope".
-ALPHA = 0.05
 SLOPE_TOLERANCE = 0.2
-
-
-def rank_test(nm: Sequence[float], other: Sequence[float]) -> tuple[float, bool]:
-    """One-sided exact Mann-Whitney U test that the NM-RNN's per-seed losses are lower: ``(p,
-    decidable)``, where ``decidable`` says whether the smallest p the test can give with these
-    sample sizes (``1 / C(n + m, n)``) is below :data:`ALPHA` (with 3 seeds each it is 0.05: too
-    few seeds to decide)."""
-    from scipy.stats import mannwhitneyu
-
-    n, m = len(nm), len(other)
-    p = float(mannwhitneyu(nm, other, alternative="less", method="exact").pvalue)
-    return p, 1.0 / math.comb(n + m, n) < ALPHA
 
 
 def mwg_checks(arm: str, extrapolated: dict[str, Sequence[float]], slope_error: dict[str, Sequence[float]]) -> list[dict]:
@@ -145,7 +125,7 @@ def gain_ablation(model, task: MeasureWaitGo) -> tuple[dict[str, Any], dict[str,
 def _arm(out_dir: Path, arm: str, profile: str, grid) -> dict[str, Any]:
     cmp_dir = Path(out_dir) / f"comparison-{arm}"
     part = None if grid is None else grid.part(arm)  # one study per arm
-    summary = run_compare("mwg", out_dir=cmp_dir, profile=profile, protocol=arm, log=_quiet, **_grid_kwargs(part))
+    summary = run_compare("mwg", out_dir=cmp_dir, profile=profile, protocol=arm, log=_quiet, **grid_arguments(part))
     task = MeasureWaitGo()
     slope: dict[str, list[float]] = {}
     extra: dict[str, list[float]] = {}
@@ -315,7 +295,7 @@ def run_eft(out_dir: Path, profile: str, seed: int, grid: GridOptions | None = N
     cmp_dir = Path(out_dir) / "comparison"
     steps, seeds = EFT_PROFILES[profile]
     summary = run_compare("eft", out_dir=cmp_dir, models=entries, profile=profile, steps=steps, seeds=seeds,
-                          log=_quiet, **_grid_kwargs(grid))
+                          log=_quiet, **grid_arguments(grid))
     task = ElementFinder()
     n_values = task.value_high - task.value_low + 1
     chance = (n_values**2 - 1) / 12.0  # variance of a uniform integer on value_low..value_high
