@@ -94,6 +94,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task-opt", type=_kv, action="append", default=[], metavar="KEY=VALUE", help="task option (repeatable)")
     _add_config_args(p, TrainConfig)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init-from", type=_path, default=None, metavar="RUN_DIR",
+                   help="start from the final model of this finished run (same model, size and options) instead of a fresh one, "
+                        "e.g. to retrain one group (--stages nm:5000) on a new task")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (or progress lines in logs)")
     p.add_argument("--ignore-memory-limit", action="store_true",
@@ -115,7 +118,8 @@ def cmd_train(args) -> int:
     if args.match_params is not None:
         task = make_task(args.task, **task_opts)
         n_hidden = match_size(args.model, args.match_params, n_in=task.n_in, n_out=task.n_out, **model_opts)
-    spec = RunSpec(args.model, n_hidden, args.task, cfg, args.seed, model_opts, task_opts)
+    init_from = None if args.init_from is None else os.path.relpath(args.init_from, args.out)
+    spec = RunSpec(args.model, n_hidden, args.task, cfg, args.seed, model_opts, task_opts, init_from)
     result = train_run(args.out, spec, resume=args.resume, progress=not args.no_progress,
                        check_memory=not args.ignore_memory_limit)
     metrics = json.loads((Path(args.out) / "metrics.json").read_text())

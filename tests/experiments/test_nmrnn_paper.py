@@ -193,3 +193,31 @@ def test_r4_models_route_the_rule_inputs_and_retrain_their_stated_group():
         check_trainable(model, group)
         if name == "nmrnn":
             assert model.z_inputs == train.context_channels and model.x_inputs == train.sensory_channels
+
+
+def test_r4_retraining_starts_from_the_first_training_and_moves_only_its_group(smoke_run):
+    """The smoke profile's two grids: every retraining run starts from its model's first training
+    (``init_from``) and changes only the group it retrains."""
+    import equinox as eqx
+    import jax
+    import numpy as np
+
+    from nmrnn.experiments.multitask import MODELS
+    from nmrnn.models import trainable_filter
+    from nmrnn.train.run import load_run
+
+    summary = smoke_run("multitask")
+    assert summary["status"] != "failed", summary.get("error")
+    root = smoke_run.dir("multitask") / "runs"
+    for label, _, _, _, group, _ in MODELS:
+        run = root / f"{label.lower().replace(' ', '-')}_seed0"
+        spec, retrained, _ = load_run(run / "retrain")
+        assert spec.init_from == "../train"
+        trained = load_run(run / "train")[1]
+        moved = jax.tree.leaves(trainable_filter(trained, group))
+        pairs = zip(jax.tree.leaves(eqx.filter(trained, eqx.is_array)), jax.tree.leaves(eqx.filter(retrained, eqx.is_array)), strict=True)
+        flags = [m for m in moved if isinstance(m, bool)]
+        assert len(flags) == len(jax.tree.leaves(eqx.filter(trained, eqx.is_array)))
+        changed = [not np.array_equal(a, b) for a, b in pairs]
+        assert any(changed)
+        assert all(f or not c for f, c in zip(flags, changed, strict=True))  # only the group moved

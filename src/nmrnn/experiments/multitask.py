@@ -25,6 +25,11 @@ sizes are the supplement's. Every model takes the authors' parametrisation
 (:func:`nmrnn.models.reference_options`) and their training recipe (element-wise clip at 1, AdamW,
 best 1000-step block of each stage).
 
+Every (model, seed) is two run directories, ``runs/<model>_seed<k>/train`` and ``.../retrain``
+(the second starts from the first's final model: ``RunSpec.init_from``), trained as two grids of
+runs (:mod:`nmrnn.experiments.grid`: the first phase of every model and seed, then the second),
+so ``--workers`` and shared storages apply and an interrupted run resumes.
+
 Claim: retraining only the NM subnetwork learns MemoryAnti while keeping the other three tasks.
 Criteria, fixed before any run (on the NM-RNN, mean over seeds): after retraining, MemoryAnti at
 least 80% correct; each of the three trained tasks loses at most 10 points of percent correct.
@@ -34,7 +39,7 @@ Both are undecided when the first training did not teach the NM-RNN the three ta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +48,10 @@ import numpy as np
 
 from ..models import make_model, param_count, reference_options, simulate
 from ..tasks.mixed import DriscollMultitask
-from ..train import TrainConfig, fit
+from ..train import Stage, TrainConfig
+from ..train.run import RunSpec, load_run
+from .compare import slug
+from .grid import GridJob, GridOptions, run_grid
 from .profiles import Profiles
 from .registry import check, verdict_of
 
@@ -80,20 +88,54 @@ MODELS = (
 )
 
 
+def task_options(settings: MultitaskSettings) -> tuple[dict, dict, dict]:
+    """The options of the training, retraining and test tasks (``driscoll_multitask``; one channel
+    layout with all four rules)."""
+    common = dict(rules=list(RULES), n_modalities=1)
+    return (dict(tasks=list(TRAIN_TASKS), n_train=settings.n_train, seed=1, **common),
+            dict(tasks=[NEW_TASK], n_train=settings.n_retrain, seed=2, **common),
+            dict(tasks=list(RULES), n_test=settings.n_test, **common))
+
+
 def tasks(settings: MultitaskSettings) -> tuple[DriscollMultitask, DriscollMultitask, DriscollMultitask]:
-    """The training, retraining and test tasks (one channel layout with all four rules)."""
-    common = dict(rules=RULES, n_modalities=1)
-    train = DriscollMultitask(TRAIN_TASKS, n_train=settings.n_train, seed=1, **common)
-    retrain = DriscollMultitask((NEW_TASK,), n_train=settings.n_retrain, seed=2, **common)
-    test = DriscollMultitask(RULES, n_test=settings.n_test, **common)
-    return train, retrain, test
+    """The training, retraining and test tasks."""
+    return tuple(DriscollMultitask(**o) for o in task_options(settings))
+
+
+def model_options(name: str, options: dict, task: DriscollMultitask) -> dict:
+    """The model's options: the authors' parametrisation; the NM-RNN's rule inputs go to z only and
+    the sensory inputs to x."""
+    opts = dict(options)
+    if name == "nmrnn":
+        opts |= {"x_inputs": list(task.sensory_channels), "z_inputs": list(task.context_channels)}
+    return reference_options(name, **opts)
 
 
 def build(label: str, name: str, n: int, options: dict, task: DriscollMultitask, key):
-    opts = dict(options)
-    if name == "nmrnn":  # rule inputs to z only, sensory inputs to x
-        opts |= {"x_inputs": task.sensory_channels, "z_inputs": task.context_channels}
-    return make_model(name, n_in=task.n_in, n_out=task.n_out, n_hidden=n, key=key, **reference_options(name, **opts))
+    return make_model(name, n_in=task.n_in, n_out=task.n_out, n_hidden=n, key=key, **model_options(name, options, task))
+
+
+def phase_jobs(settings: MultitaskSettings, seed: int) -> tuple[list[GridJob], list[GridJob]]:
+    """The two grids of R4: the first training of every model and seed, and the retraining that
+    starts from it."""
+    train_opts, retrain_opts, _ = task_options(settings)
+    train = DriscollMultitask(**train_opts)
+    base = dict(fixed_batch=True, batch_size=settings.batch_size, clip_mode="value", select_best_block=1000)
+    cfg1 = TrainConfig(steps=settings.steps, lr=1e-3, steps_per_call=min(500, settings.steps),
+                       checkpoint_every=max(500, settings.steps // 10), **base)
+    first, second = [], []
+    for label, name, n, options, group, _ in MODELS:
+        cfg2 = TrainConfig(stages=(Stage(settings.retrain_steps, group),), lr=1e-2,
+                           steps_per_call=min(500, settings.retrain_steps),
+                           checkpoint_every=max(500, settings.retrain_steps // 10), **base)
+        opts = model_options(name, options, train)
+        for k in range(settings.seeds):
+            run = f"runs/{slug(label)}_seed{k}"
+            run_seed = seed * 1000 + k
+            first.append(GridJob(f"{run}/train", RunSpec(name, n, "driscoll_multitask", cfg1, run_seed, opts, train_opts), label))
+            second.append(GridJob(f"{run}/retrain", RunSpec(name, n, "driscoll_multitask", cfg2, run_seed, opts, retrain_opts,
+                                                            init_from="../train"), label))
+    return first, second
 
 
 def evaluation_trials(test: DriscollMultitask):
@@ -121,34 +163,31 @@ def multitask_checks(before: dict[str, list[float]], after: dict[str, list[float
     return checks
 
 
-def run(out_dir: Path, profile: str, seed: int) -> dict[str, Any]:
+def run(out_dir: Path, profile: str, seed: int, grid: GridOptions | None = None) -> dict[str, Any]:
     """R4 (registry format)."""
     settings = PROFILES[profile]
-    train, retrain, test = tasks(settings)
+    _, _, test = tasks(settings)
     batch = evaluation_trials(test)
     out = Path(out_dir)
-    base = dict(fixed_batch=True, batch_size=settings.batch_size, clip_mode="value", select_best_block=1000,
-                steps_per_call=min(500, settings.steps), checkpoint_every=max(500, settings.steps // 10))
-    cfg1 = TrainConfig(steps=settings.steps, lr=1e-3, **base)
+    grid = grid or GridOptions()
+    first, second = phase_jobs(settings, seed)
+    for phase, jobs in (("train", first), ("retrain", second)):
+        options = grid.part(phase) if grid.study_name is not None else replace(grid, study_name=f"{out.resolve().name}-{phase}")
+        run_grid(jobs, out, **options.kwargs(), log=None)
     results: dict[str, Any] = {}
     final: dict[str, Any] = {}
-    for label, name, n, options, group, what in MODELS:
+    for label, _name, n, _options, _group, what in MODELS:
         per = {"before": {t: [] for t in RULES}, "after": {t: [] for t in RULES}}
-        cfg2 = TrainConfig(stages=({"steps": settings.retrain_steps, "group": group},), lr=1e-2,
-                           **{**base, "steps_per_call": min(500, settings.retrain_steps)})
         for k in range(settings.seeds):
-            key = jr.PRNGKey(seed * 1000 + k)
-            run_dir = out / "runs" / f"{label.lower().replace(' ', '-')}_seed{k}"
-            model = build(label, name, n, options, train, jr.fold_in(key, 0))
-            first = fit(model, train, cfg1, key=jr.fold_in(key, 1), run_dir=run_dir / "train", resume=True).model
-            second = fit(first, retrain, cfg2, key=jr.fold_in(key, 2), run_dir=run_dir / "retrain", resume=True).model
-            for t, v in percent_correct(first, test, batch).items():
+            trained = load_run(out / "runs" / f"{slug(label)}_seed{k}" / "train")[1]
+            retrained = load_run(out / "runs" / f"{slug(label)}_seed{k}" / "retrain")[1]
+            for t, v in percent_correct(trained, test, batch).items():
                 per["before"][t].append(v)
-            for t, v in percent_correct(second, test, batch).items():
+            for t, v in percent_correct(retrained, test, batch).items():
                 per["after"][t].append(v)
             if k == 0:
-                final[label] = second
-        results[label] = {"percent_correct": per, "retrained": what, "n_hidden": n, "params": param_count(model)}
+                final[label] = retrained
+        results[label] = {"percent_correct": per, "retrained": what, "n_hidden": n, "params": param_count(trained)}
     checks = multitask_checks(results["NM-RNN"]["percent_correct"]["before"], results["NM-RNN"]["percent_correct"]["after"])
     figures = _figures(out, final["NM-RNN"], batch)
     table = _table(results)

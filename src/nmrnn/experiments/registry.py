@@ -400,7 +400,8 @@ register(
             "NM-RNN learns MemoryAnti while keeping the other three tasks."
         ),
         run=lazy("multitask"),
-        runtime={"smoke": "about 40 s on a CPU", "quick": "about 10 min on a CPU", "paper": "about 6 h on a CPU (estimate)"},
+        runtime={"smoke": "about 1 min on a CPU", "quick": "about 10 min on a CPU (less with --workers 2)",
+                 "paper": "about 3 h on 2 CPU cores with --workers 2 (estimate: 6 h on one process)"},
     )
 )
 register(

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import equinox as eqx
+import jax
 import jax.random as jr
 import numpy as np
 
@@ -50,6 +52,11 @@ class RunSpec:
     seed: int = 0
     model_options: dict[str, Any] = field(default_factory=dict)
     task_options: dict[str, Any] = field(default_factory=dict)
+    #: A finished run directory whose final model this run starts from instead of a fresh one
+    #: (a path relative to this run's directory, or absolute): the same model, size and options,
+    #: trained further on this run's task and config, e.g. retraining one parameter group on a
+    #: new task. ``None``: a freshly initialised model.
+    init_from: str | None = None
 
     def __post_init__(self):
         from .._validation import check_choice
@@ -70,6 +77,8 @@ class RunSpec:
             f"model {self.model!r}", self.model_options, MODELS[self.model].__init__, skip=skip))
         object.__setattr__(self, "task_options", coerce_options(
             f"task {self.task!r}", self.task_options, TASKS[self.task].__init__))
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
+            raise ValueError(f"init_from must be the path of a run directory, got {self.init_from!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -100,6 +109,31 @@ class RunSpec:
             **self.model_options,
         )
         return model, task
+
+    def starting_model(self, run_dir: str | Path) -> AbstractRecurrentModel:
+        """The model this run starts from: fresh (:meth:`build`), or the final model of the
+        finished run ``init_from`` (resolved against ``run_dir``), which must be the same model
+        with the same size and options."""
+        fresh, _ = self.build()
+        if self.init_from is None:
+            return fresh
+        source = Path(os.path.normpath(Path(run_dir) / self.init_from))  # lexically: run_dir may not exist yet
+        if not (source / METRICS).exists():
+            raise ValueError(f"init_from {self.init_from!r}: {source} is not a finished run directory (no {METRICS})")
+        other, model, _ = load_run(source)
+        same = (other.model, other.n_hidden, other.model_options) == (self.model, self.n_hidden, self.model_options)
+        shapes = lambda m: [(a.shape, a.dtype) for a in jax.tree.leaves(eqx.filter(m, eqx.is_array))]  # noqa: E731
+        if not same:
+            raise ValueError(
+                f"init_from {self.init_from!r}: {source} trained a {other.model} (N={other.n_hidden}, "
+                f"options {other.model_options}), not this run's {self.model} (N={self.n_hidden}, options "
+                f"{self.model_options})")
+        if jax.tree.structure(eqx.filter(model, eqx.is_array)) != jax.tree.structure(
+                eqx.filter(fresh, eqx.is_array)) or shapes(model) != shapes(fresh):
+            raise ValueError(
+                f"init_from {self.init_from!r}: the weights of {source} ({other.task}) do not have this "
+                f"run's shapes ({self.task}: its inputs and outputs must have the same sizes)")
+        return model
 
     def model_key(self):
         return jr.fold_in(seed_key(self.seed), 0)
@@ -132,7 +166,7 @@ def prepare_run_dir(run_dir: str | Path, spec: RunSpec, resume: bool) -> Path:
     cfg = path / CONFIG
     new = json.loads(json.dumps(spec.to_dict()))
     if cfg.exists():
-        old = read_json(cfg)
+        old = saved_spec(cfg)
         if not resume:
             raise FileExistsError(
                 f"{path} already holds a run; pass resume=True (--resume) to continue it or "
@@ -147,6 +181,18 @@ def prepare_run_dir(run_dir: str | Path, spec: RunSpec, resume: bool) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cfg, new)
     return path
+
+
+def saved_spec(cfg: Path) -> Any:
+    """The saved spec of a run (``config.json``) in its current JSON form: fields added to the spec
+    or the training config after the run was written take their defaults, so that a run written
+    by an earlier version compares equal to the same run now. A file that is no valid spec is
+    returned as read."""
+    old = read_json(cfg)
+    try:
+        return json.loads(json.dumps(RunSpec.from_dict(old).to_dict()))
+    except (ValueError, TypeError):
+        return old
 
 
 def check_run_path(run_dir: str | Path) -> Path:
@@ -193,7 +239,8 @@ def train_run(
     if check_memory:  # on shapes only, before any array is allocated
         abstract = eqx.filter_eval_shape(spec.build)
         guard.check_memory(abstract[0], abstract[1], spec.train)
-    model, task = spec.build()
+    _, task = spec.build()
+    model = spec.starting_model(run_dir)
     _validate(model, task, spec.train, _objective_for(spec.train, None))
     path = check_run_path(run_dir)
     created = not path.exists()
@@ -232,7 +279,7 @@ def train_runs(
     different steps are resumed one at a time."""
     if len(run_dirs) != len(specs) or not specs:
         raise ValueError(f"train_runs needs one run directory per spec, got {len(run_dirs)} and {len(specs)}")
-    built = [spec.build() for spec in specs]
+    built = [(spec.starting_model(d), spec.build()[1]) for d, spec in zip(run_dirs, specs, strict=True)]
     for (model, task), spec in zip(built, specs, strict=True):
         _validate(model, task, spec.train, _objective_for(spec.train, None))
     locks = [guard.FolderLock(check_run_path(d)) for d in run_dirs]
@@ -292,7 +339,7 @@ def finished_metrics(run_dir: str | Path, spec: RunSpec) -> dict | None:
     cfg, met = path / CONFIG, path / METRICS
     if not cfg.exists():
         return None
-    if read_json(cfg) != json.loads(json.dumps(spec.to_dict())):
+    if saved_spec(cfg) != json.loads(json.dumps(spec.to_dict())):
         prepare_run_dir(path, spec, resume=True)  # raises with the list of differences
     if not met.exists() or not (path / CHECKPOINT).exists():
         return None
