@@ -127,7 +127,7 @@ class SeRNNCost(eqx.Module):
     weight is the regularisation strength; the seRNN demo uses 0.5 at 100 units).
 
     ``distances`` ``(N, N)`` (e.g. ``distance_matrix(grid_coordinates(grid))``); the matrix is
-    the model's ``effective_W()`` (Dale signs and spatial mask applied) when it has one, else its
+    the model's ``recurrent_weights()`` (Dale signs and spatial mask applied) when it has one, else its
     field ``field``."""
 
     distances: jax.Array
@@ -144,8 +144,8 @@ class SeRNNCost(eqx.Module):
         self.orientation = check_choice("orientation", orientation, ORIENTATIONS)
 
     def matrix(self, model) -> jax.Array:
-        if self.field == "W" and hasattr(model, "effective_W"):
-            return model.effective_W()
+        if self.field == "W" and model.recurrent_weights() is not None:
+            return model.recurrent_weights()
         W = getattr(model, self.field, None)
         if W is None:
             raise ValueError(f"{type(model).__name__} has no recurrent matrix {self.field!r}")

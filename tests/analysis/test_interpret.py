@@ -391,7 +391,7 @@ def test_modularity_of_w_and_of_the_nm_gated_connectivity():
     gated = connectivity_modularity(m2, np.array([1.0, 0.0]), n_null=2)
     assert gated.modularity_W < 0.3 and gated.modularity_W_eff > 0.5
     assert connectivity_modularity(m2, np.array([0.0, 1.0]), n_null=2).modularity_W_eff < 0.3
-    with pytest.raises(ValueError, match="effective_W"):
+    with pytest.raises(ValueError, match="recurrent_weights"):
         connectivity_modularity(NMRNN(3, 8, 2, n_nm=2, key=jr.PRNGKey(0)), np.zeros(2))
     with pytest.raises(ValueError, match="nbar must be 2"):
         connectivity_modularity(model, np.zeros(3))

@@ -296,3 +296,28 @@ def test_state_hooks_address_fields_by_name():
     en = make_model("enmrnn", n_in=3, n_out=1, n_hidden=6, n_nm=2, key=jr.PRNGKey(0))
     t2 = simulate(en, jnp.ones((1, 3, 3)))
     np.testing.assert_array_equal(np.asarray(en.modulation(t2.states)), np.asarray(t2.states.n))
+
+
+def test_matrix_hooks_give_the_models_matrices_or_none():
+    """``recurrent_weights``, ``release_matrix`` and ``modulated_weights``: the e-nmRNN's W, R and
+    W + sum_k n_k T_k; the leaky and low-rank models' W; None for models without them."""
+    import jax.numpy as jnp
+    import jax.random as jr
+    import numpy as np
+
+    from nmrnn.models import make_model
+
+    key = jr.PRNGKey(0)
+    enm = make_model("enmrnn", n_in=2, n_out=1, n_hidden=5, n_nm=3, dale=True, key=key)
+    n = jnp.array([0.2, -0.1, 0.5])
+    np.testing.assert_allclose(enm.recurrent_weights(), enm.effective_W())
+    np.testing.assert_allclose(enm.release_matrix(), enm.effective_R())
+    np.testing.assert_allclose(enm.modulated_weights(n), enm.effective_W() + np.einsum("k,kij->ij", n, enm.full_T()), rtol=1e-6)
+    low = make_model("lowrank", n_in=2, n_out=1, n_hidden=6, rank=2, key=key)
+    np.testing.assert_allclose(low.recurrent_weights(), low.L @ low.R.T / 6, rtol=1e-6)
+    van = make_model("vanilla", n_in=2, n_out=1, n_hidden=4, key=key)
+    np.testing.assert_allclose(van.recurrent_weights(), van.W)
+    for name in ("gru", "lstm", "nmrnn"):
+        m = make_model(name, n_in=2, n_out=1, n_hidden=4, key=key, **({"rank": 2, "n_nm": 2} if name == "nmrnn" else {}))
+        assert m.recurrent_weights() is None and m.release_matrix() is None and m.modulated_weights(n) is None
+    assert van.release_matrix() is None and van.modulated_weights(n) is None

@@ -14,8 +14,9 @@ arrays work for any source; the model-level ones read the models' hooks only:
   the "activity" the remaining state fields (e-nmRNN: the rates ``r``; NM-RNN: ``x``), concatenated
   in ``state_fields`` order (:func:`split_states`). ``nm_signal="modulation"`` takes
   ``model.modulation(states)`` instead (NM-RNN: its gains ``s``; e-nmRNN: ``n`` again);
-* the release matrix is ``model.effective_R()`` (``(M, N)``, masks applied), the connectivity
-  ``model.effective_W()`` and ``model.effective_weights(n)`` (``W + sum_k n_k T_k``). A model
+* the release matrix is ``model.release_matrix()`` (``(M, N)``, masks applied), the connectivity
+  ``model.recurrent_weights()`` and ``model.modulated_weights(n)`` (``W + sum_k n_k T_k``): hooks
+  of every model (``None`` where a model has no such matrix). A model
   without them (the NM-RNN has no release matrix and no full recurrent matrix) is refused with a
   message that names the missing hook.
 
@@ -218,22 +219,22 @@ def split_states(model, states, *, nm_signal: str = "state") -> NMStates:
 
 
 def release_matrix(model) -> np.ndarray:
-    """The release matrix ``R (M, N)`` of a model (its ``effective_R()``: masks applied), checked
-    against the sizes of its NM state (M) and activity (N)."""
+    """The release matrix ``R (M, N)`` of a model (its ``release_matrix()`` hook: masks applied),
+    checked against the sizes of its NM state (M) and activity (N)."""
     nm_fields = _nm_fields(model)
-    hook = getattr(model, "effective_R", None)
-    if hook is None:
+    R = model.release_matrix()
+    if R is None:
         raise ValueError(
-            f"{_model_name(model)} has no release matrix R (no effective_R() giving how much of each "
-            f"neuromodulator {'/'.join(nm_fields)} each neuron releases); cell-type specialisation "
+            f"{_model_name(model)} has no release matrix R (its release_matrix() gives none: how much of "
+            f"each neuromodulator {'/'.join(nm_fields)} each neuron releases); cell-type specialisation "
             "needs one"
         )
-    R = np.asarray(hook(), float)
+    R = np.asarray(R, float)
     sizes = model.state_sizes()
     M = sum(sizes[f] for f in nm_fields)
     N = sum(sizes[f] for f in _activity_fields(model))
     if R.shape != (M, N):
-        raise ValueError(f"{_model_name(model)}.effective_R() has shape {R.shape}, expected (M, N) = {(M, N)}")
+        raise ValueError(f"{_model_name(model)}.release_matrix() has shape {R.shape}, expected (M, N) = {(M, N)}")
     return R
 
 
@@ -786,26 +787,24 @@ def connectivity_modularity(
     """Modularity of a model's recurrent connectivity with and without the NM gating.
 
     ``nbar (M,)``: the concentrations to gate with (e.g. the mean NM state over trials and time).
-    Needs the model hooks ``effective_W()`` and ``effective_weights(n)``; ``density``,
+    Needs the model hooks ``recurrent_weights()`` and ``modulated_weights(n)``; ``density``,
     ``n_null`` and ``seed`` go to :func:`nmrnn.spatial.network_statistics`."""
     import jax.numpy as jnp
 
     from ..spatial import network_statistics
 
     nm_fields = _nm_fields(model)
-    get_W = getattr(model, "effective_W", None)
-    get_eff = getattr(model, "effective_weights", None)
-    if get_W is None or get_eff is None:
-        raise ValueError(
-            f"{_model_name(model)} has no full recurrent matrix (needs effective_W() and "
-            "effective_weights(n) = W + sum_k n_k T_k); connectivity modularity needs both"
-        )
     M = sum(model.state_sizes()[f] for f in nm_fields)
     nbar = np.asarray(nbar, float)
     if nbar.shape != (M,) or not np.all(np.isfinite(nbar)):
         raise ValueError(f"nbar must be {M} finite concentrations (M,), got shape {nbar.shape}")
-    W = np.asarray(get_W(), float)
-    W_eff = np.asarray(get_eff(jnp.asarray(nbar, dtype=jnp.float32)), float)
+    W, W_eff = model.recurrent_weights(), model.modulated_weights(jnp.asarray(nbar, dtype=jnp.float32))
+    if W is None or W_eff is None:
+        raise ValueError(
+            f"{_model_name(model)} has no full recurrent matrix (its recurrent_weights() and "
+            "modulated_weights(n) = W + sum_k n_k T_k give none); connectivity modularity needs both"
+        )
+    W, W_eff = np.asarray(W, float), np.asarray(W_eff, float)
     s_w = network_statistics(W, density=density, n_null=n_null, seed=seed)
     s_eff = network_statistics(W_eff, density=density, n_null=n_null, seed=seed)
     return ConnectivityModularity(s_w, s_eff, nbar, s_w["modularity"], s_eff["modularity"])

@@ -209,6 +209,22 @@ class AbstractRecurrentModel(eqx.Module):
         e-nmRNN: the concentrations ``n``), or ``None`` for a model without one."""
         return None
 
+    def recurrent_weights(self) -> Array | None:
+        """The ``(N, N)`` recurrent matrix the dynamics use (scaling, Dale signs and masks
+        applied; the low-rank models' ``L R^T``), or ``None`` for a model without one (gated
+        and sequence models). Connectivity analyses and the wiring cost read it."""
+        return None
+
+    def release_matrix(self) -> Array | None:
+        """How much of each neuromodulator each neuron releases, ``(M, N)`` (the e-nmRNN's
+        ``R``), or ``None``."""
+        return None
+
+    def modulated_weights(self, n: Array) -> Array | None:
+        """The recurrent matrix under neuromodulator levels ``n (*batch, M)`` (the e-nmRNN's
+        ``W + sum_k n_k T_k``, ``(*batch, N, N)``), or ``None``."""
+        return None
+
     @classmethod
     def min_hidden(cls, **options: Any) -> int:
         """The smallest hidden size that the model takes with ``options`` (default 1)."""

@@ -210,6 +210,15 @@ class ENMRNN(AbstractRecurrentModel):
         """``W_eff = W + sum_k n_k T_k`` for concentrations ``n (*batch, M)``: ``(*batch, N, N)``."""
         return self.effective_W() + jnp.einsum("...k,kij->...ij", n, self.full_T())
 
+    def recurrent_weights(self) -> Array:
+        return self.effective_W()
+
+    def release_matrix(self) -> Array:
+        return self.effective_R()
+
+    def modulated_weights(self, n: Array) -> Array:
+        return self.effective_weights(n)
+
     def phi(self, a: Array) -> Array:
         """The neuron nonlinearity (with trainable excitability for ReLU-Tanh)."""
         if self.activation == "relutanh":

@@ -171,6 +171,9 @@ class LeakyRNN(AbstractRecurrentModel):
             W = W * self.mask
         return W
 
+    def recurrent_weights(self) -> Array:
+        return self.effective_W()
+
     def materialize(self):
         return replace_fields(self, W=self.effective_W(), sign=None, mask=None, scale_by_n=False).with_rates("tau")
 
@@ -314,6 +317,9 @@ class LowRankRNN(AbstractRecurrentModel):
         """The full recurrent matrix ``L R^T (/ N)`` (for analysis; the step never forms it)."""
         W = self.effective_L() @ self.R.T
         return W / self.n_hidden if self.scale_by_n else W
+
+    def recurrent_weights(self) -> Array:
+        return self.effective_W()
 
     def materialize(self):
         return replace_fields(self, L=self.effective_L(), orthonormalize=False).with_rates("tau")
