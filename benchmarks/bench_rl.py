@@ -12,6 +12,12 @@ PyTorch user would write; wrapping our JAX environment instead would only add di
 Both sides are warmed up (compiled) first; then each runs ``--updates`` updates, interleaved over
 ``--rounds`` rounds. Reported: environment steps per second (median over rounds) and the ratio.
 
+``--breakdown`` prints instead where the library's update spends its time: the CPU time per update
+(``time.process_time``, less sensitive to other jobs on the machine than the wall clock) of the
+rollout alone, the rollout and the agent's replay (``model.forward``) without derivatives, both
+with the replay's backward pass, and the whole A2C update (adding advantages, loss, clipping and
+Adam).
+
 Run: ``python benchmarks/bench_rl.py`` (needs ``.[rl,bench]``: gymnasium and PyTorch;
 ``--no-write`` to print only). Results are appended to ``benchmarks/RESULTS.md``.
 """
@@ -35,10 +41,10 @@ from nmrnn.train import TrainConfig, fit
 N_ENVS, N_STEPS, HIDDEN = PAPER_A2C["n_envs"], PAPER_A2C["n_steps"], 64
 
 
-def ours(updates: int):
+def ours(updates: int, objective=None):
     env = BlockBandit(episode_length=N_STEPS)
     task = EnvironmentTask(env)
-    obj = A2C(env, n_steps=N_STEPS)
+    obj = A2C(env, n_steps=N_STEPS) if objective is None else objective
     config = TrainConfig(steps=updates, lr=PAPER_A2C["lr"], optimizer="adam", clip=PAPER_A2C["max_grad_norm"],
                          batch_size=N_ENVS, steps_per_call=updates)
     model = make_model("vanilla", n_in=env.obs_size, n_out=3, n_hidden=HIDDEN, tau=1.0, key=jr.PRNGKey(0))
@@ -48,6 +54,46 @@ def ours(updates: int):
         jax.block_until_ready(res.model)
 
     return run
+
+
+def breakdown(updates: int, rounds: int) -> None:
+    """CPU time per update of the parts of the compiled A2C update (see the module docstring)."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    from nmrnn.rl import rollout
+    from nmrnn.train.objectives import AbstractObjective
+
+    env = BlockBandit(episode_length=N_STEPS)
+
+    class Part(AbstractObjective):
+        upto: str = eqx.field(static=True)
+
+        def __call__(self, model, data, *, key):
+            zero = sum(jnp.sum(p) for p in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))) * 0
+            ro = rollout(jax.lax.stop_gradient(model), env, data, key, N_STEPS)
+            used = jnp.mean(ro.rewards) + 0 * (jnp.sum(ro.obs) + jnp.sum(ro.actions) + jnp.sum(ro.dones))
+            if self.upto == "rollout":
+                return used + zero, {}
+            traj = model.forward(jnp.moveaxis(ro.obs, 0, 1), key=ro.noise_key)
+            if self.upto == "replay":
+                return used + jnp.mean(jax.lax.stop_gradient(traj.outputs)) + zero, {}
+            return used + jnp.mean(traj.outputs**2), {}
+
+    parts = {"rollout (no derivatives)": Part("rollout"), "+ replay (model.forward)": Part("replay"),
+             "+ replay's backward pass": Part("backward"), "whole A2C update": A2C(env, n_steps=N_STEPS)}
+    runs = {k: ours(updates, v) for k, v in parts.items()}
+    for run in runs.values():
+        run()
+    cpu = {k: [] for k in runs}
+    for _ in range(rounds):
+        for k, run in runs.items():
+            t0 = time.process_time()
+            run()
+            cpu[k].append(time.process_time() - t0)
+    print(f"CPU time per update ({updates} updates, median of {rounds} rounds; load {os.getloadavg()[0]:.1f}):")
+    for k, ts in cpu.items():
+        print(f"  {k:28s} {1000 * np.median(ts) / updates:6.2f} ms")
 
 
 def theirs(updates: int):
@@ -138,7 +184,11 @@ def main() -> None:
     ap.add_argument("--updates", type=int, default=20, help="updates per timed run of each side")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--breakdown", action="store_true", help="print the CPU time of the update's parts and stop")
     args = ap.parse_args()
+    if args.breakdown:
+        breakdown(args.updates, args.rounds)
+        return
     sides = {"nmrnn (JAX, compiled, fit)": ours(args.updates)}
     try:
         sides["gymnasium + eager PyTorch"] = theirs(args.updates)

@@ -92,6 +92,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--match-params", type=int, default=None, metavar="P", help="pick N as the smallest size with >= P parameters")
     p.add_argument("--model-opt", type=_kv, action="append", default=[], metavar="KEY=VALUE", help="model option, e.g. rank=3 or tau_z=100 (repeatable; values parsed as JSON)")
     p.add_argument("--task-opt", type=_kv, action="append", default=[], metavar="KEY=VALUE", help="task option (repeatable)")
+    p.add_argument("--objective", default=None, metavar="NAME",
+                   help="training objective of an environment task: a2c or ppo (e.g. --task bandit --objective a2c); "
+                        "default: the task's supervised loss. Its regularisers and noise are the training options "
+                        "(--activity-l2 ...), its rollout length the task's n_steps")
+    p.add_argument("--objective-opt", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="objective option, e.g. entropy_coef=0.3 or gamma=0.95 (repeatable; see `nmrnn list`)")
     _add_config_args(p, TrainConfig)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init-from", type=_path, default=None, metavar="RUN_DIR",
@@ -119,11 +125,14 @@ def cmd_train(args) -> int:
         task = make_task(args.task, **task_opts)
         n_hidden = match_size(args.model, args.match_params, n_in=task.n_in, n_out=task.n_out, **model_opts)
     init_from = None if args.init_from is None else os.path.relpath(args.init_from, args.out)
-    spec = RunSpec(args.model, n_hidden, args.task, cfg, args.seed, model_opts, task_opts, init_from)
+    spec = RunSpec(args.model, n_hidden, args.task, cfg, args.seed, model_opts, task_opts, init_from,
+                   objective=args.objective, objective_options=dict(args.objective_opt))
     result = train_run(args.out, spec, resume=args.resume, progress=not args.no_progress,
                        check_memory=not args.ignore_memory_limit)
     metrics = json.loads((Path(args.out) / "metrics.json").read_text())
-    print(f"trained {args.model} (N={n_hidden}) on {args.task} for {len(result.losses)} steps in {result.seconds:.1f} s")
+    with_objective = f" with {args.objective}" if args.objective is not None else ""
+    print(f"trained {args.model} (N={n_hidden}) on {args.task}{with_objective} for {len(result.losses)} steps "
+          f"in {result.seconds:.1f} s")
     print(f"final training loss {result.losses[-1]:.4e}")
     _print_metrics(metrics)
     print(f"run directory: {args.out}")
@@ -290,6 +299,13 @@ def cmd_list(args) -> int:
     for name, cls in TASKS.items():
         opts = ", ".join(f"{k}={v!r}" for k, v in task_options(name).items())
         print(f"  {name:18s} {cls.__name__}: {opts}")
+    from .rl import OBJECTIVES, objective_options
+
+    print("objectives (--objective; default: the task's supervised loss):")
+    for name, cls in OBJECTIVES.items():
+        tasks = ", ".join(t for t, c in TASKS.items() if name in c.objectives)
+        opts = ", ".join(f"{k}={v!r}" for k, v in objective_options(name, for_task=True).items())
+        print(f"  {name:18s} {cls.__name__} (tasks: {tasks}): {opts}")
     return 0
 
 

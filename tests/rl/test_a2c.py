@@ -1,6 +1,7 @@
 """A2C: advantages against a direct NumPy recursion, the loss against hand-computed values on a
-tiny rollout, gradients against finite differences, training through fit (resume, curves), an
-agent that learns the bandit, and bad input."""
+tiny rollout, gradients against finite differences, the rollout's draws against their documented
+derivation, the replayed loss against the loss differentiated through the rollout, training
+through fit (resume, curves), an agent that learns the bandit, and bad input."""
 
 import equinox as eqx
 import jax
@@ -171,17 +172,21 @@ def test_training_through_fit_records_terms_and_resumes_exactly(tmp_path):
 
 
 def test_an_agent_learns_the_bandit():
-    """A small vanilla agent beats chance clearly after a short run (the oracle gets p_high)."""
+    """A small vanilla agent beats chance clearly after a short run (the oracle gets p_high).
+
+    The level a run reaches depends on its draws: over six (initialisation, training) key pairs
+    these 2000 updates gave 0.65-0.79 reward per trial (1200 updates: 0.57-0.78), so the bound
+    is set below that range and far above chance (s.e. of the evaluation about 0.006)."""
     env = BlockBandit(p_high=0.9, block_min=10, block_max=30, block_beta=10.0, episode_length=60)
     task = EnvironmentTask(env)
     obj = A2C(env, n_steps=60, entropy_coef=0.05, critic_coef=0.01)
     model = _agent(n_hidden=16, env=env, seed=1, tau=1.0)
     before = evaluate_agent(model, task, jr.PRNGKey(9), n_envs=128)
-    res = fit(model, task, TrainConfig(steps=1200, lr=1e-2, optimizer="adam", clip=0.5, batch_size=16,
+    res = fit(model, task, TrainConfig(steps=2000, lr=1e-2, optimizer="adam", clip=0.5, batch_size=16,
                                        steps_per_call=100), key=jr.PRNGKey(3), objective=obj)
     after = evaluate_agent(res.model, task, jr.PRNGKey(9), n_envs=128)
     assert abs(before["reward_rate"] - 0.5) < 0.05
-    assert after["reward_rate"] > 0.7, after  # chance 0.5, oracle 0.9, win-stay-lose-shift ~0.82
+    assert after["reward_rate"] > 0.62, after  # chance 0.5, oracle 0.9, win-stay-lose-shift ~0.82
 
 
 def test_bad_agents_and_settings_are_refused():
@@ -218,3 +223,86 @@ def test_normc_readout_gives_unit_rows_and_zero_bias():
         a = jax.tree.leaves(eqx.filter(back, eqx.is_array))
         b = jax.tree.leaves(eqx.filter(model, eqx.is_array))
         assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))  # the rest untouched
+
+
+def test_rollout_draws_as_documented_and_forward_replays_its_states():
+    """The rollout's randomness from the documented derivation: ``split(key, 3)`` into noise,
+    action and environment keys; actions ``argmax(logits + Gumbel(k_act))``; each trial's
+    reward, flip and next block length from ``uniform(k_env)`` through the NumPy bandit; the
+    noisy states are those of ``model.forward(obs, key=noise_key)``."""
+    env = BlockBandit(episode_length=12, block_min=2, block_max=5, block_beta=2.0, p_high=0.7)
+    task = EnvironmentTask(env)
+    model = _agent(env=env, sigma_rec=0.3, tau=1.0)
+    start = task.sample(jr.PRNGKey(0), 3)
+    key = jr.PRNGKey(4)
+    ro = rollout(model, env, start, key, 12)
+    k_noise, k_act, k_env = jr.split(key, 3)
+    np.testing.assert_array_equal(ro.noise_key, k_noise)
+    gumbel = np.asarray(jr.gumbel(k_act, (12, 3, 2)))
+    u = np.asarray(jr.uniform(k_env, (12, 3, 3)), np.float64)
+    np.testing.assert_array_equal(ro.actions, np.argmax(np.asarray(ro.logits) + gumbel, -1))
+    for b in range(3):
+        block, left = int(start.state.block[b]), int(start.state.left[b])
+        for t in range(12):
+            a = int(ro.actions[t, b])
+            p = 0.7 if a == block else 0.3
+            assert float(ro.rewards[t, b]) == float(u[t, b, 0] < p), (t, b)
+            assert int(ro.info["block"][t, b]) == block
+            left -= 1
+            if left <= 0:
+                block, left = 1 - block, int(np.floor(min(2 - 2.0 * np.log1p(-u[t, b, 2]), 5)))
+            assert bool(ro.info["flip"][t, b]) == (block != int(ro.info["block"][t, b]))
+    assert int(np.sum(ro.info["flip"])) >= 3  # blocks switch within the episodes
+    traj = model.forward(jnp.moveaxis(ro.obs, 0, 1), key=ro.noise_key)
+    np.testing.assert_allclose(jnp.moveaxis(traj.states.x, 0, 1), ro.states.x, rtol=1e-6, atol=1e-6)
+    other = model.forward(jnp.moveaxis(ro.obs, 0, 1), key=jr.PRNGKey(99))  # control: other noise
+    assert float(jnp.max(jnp.abs(jnp.moveaxis(other.states.x, 0, 1) - ro.states.x))) > 1e-2
+
+
+@pytest.mark.parametrize("kind, options", [
+    ("vanilla", {"tau": 1.0, "sigma_rec": 0.05}),
+    ("enmrnn", {"n_nm": 3, "tau_r": 1.0, "tau_n": 10.0, "activation": "relutanh", "sigma_rec": 0.05}),
+    ("gru", {}),
+])
+def test_loss_by_replay_equals_the_loss_through_the_rollout(kind, options):
+    """The default loss (the rollout without derivatives, the outputs recomputed by
+    ``model.forward`` with the rollout's noise) has the value and gradient of the loss
+    differentiated through the rollout loop itself, with noise and a regulariser; a replay with
+    other noise (the control) does not."""
+    env = BlockBandit(episode_length=30, block_min=3, block_max=9, block_beta=3.0)
+    task = EnvironmentTask(env)
+    model = _agent(env=env, kind=kind, **options)
+    obj = A2C(env, n_steps=30, terms=[ActivityL2()], weights=[0.5])
+    data = task.sample(jr.PRNGKey(1), 4)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    key = jr.PRNGKey(2)
+
+    def grads(loss):
+        return jax.value_and_grad(lambda p: loss(eqx.combine(p, static), data, key=key)[0])(params)
+
+    (fast, g_fast), (slow, g_slow) = grads(obj.loss_by_replay), grads(obj.loss_through_rollout)
+    assert float(fast) == pytest.approx(float(slow), rel=1e-6)
+    for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_slow), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * float(jnp.max(jnp.abs(b))))
+    assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(g_slow)) > 1e-3
+    if options.get("sigma_rec"):
+        def wrong_noise(m, d, *, key):
+            ro = rollout(jax.lax.stop_gradient(m), env, d, key, 30)
+            traj = m.forward(jnp.moveaxis(ro.obs, 0, 1), key=jr.PRNGKey(7))
+            y = jnp.moveaxis(traj.outputs, 1, 0)
+            return obj.loss_of(ro._replace(logits=y[..., :2], values=y[..., 2]))
+
+        _, g_wrong = grads(wrong_noise)
+        assert not all(np.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in
+                       zip(jax.tree.leaves(g_wrong), jax.tree.leaves(g_slow), strict=True))
+
+
+def test_a_rollout_across_episodes_trains_through_the_rollout():
+    """With episodes restarting inside a rollout (n_steps > episode_length) the loss is the one
+    differentiated through the rollout (the replay cannot restart the state)."""
+    env = BlockBandit(episode_length=5)
+    obj = A2C(env, n_steps=12, noise=False)
+    model = _agent(env=env)
+    data = EnvironmentTask(env, n_steps=12).sample(jr.PRNGKey(0), 2)
+    total, _ = obj(model, data, key=jr.PRNGKey(1))
+    assert float(total) == float(obj.loss_through_rollout(model, data, key=jr.PRNGKey(1))[0])

@@ -132,7 +132,7 @@ def test_objectives_by_name_and_unknown_ones_refused():
     env = BlockBandit(episode_length=10)
     assert isinstance(make_objective("a2c", env, n_steps=10), A2C)
     assert isinstance(make_objective("ppo", env, n_steps=10, epochs=2), PPO)
-    with pytest.raises(ValueError, match="algorithm"):
+    with pytest.raises(ValueError, match="unknown objective 'dqn'; valid choices: a2c, ppo"):
         make_objective("dqn", env)
     with pytest.raises(ValueError, match="epochs"):
         make_objective("a2c", env, epochs=2)

@@ -12,6 +12,12 @@ as a time constant in units of dt it would be below the Euler step), and the neu
 discrete-time (``tau_r = dt``), as the table's ``rnn_cell_type vanilla`` is. The table says
 A2C; the text says PPO (with a learning rate of 7e-5): the table's A2C is what is run.
 
+The two agents are two run directories (``agents/<agent>``), trained as a grid of
+:class:`~nmrnn.train.run.RunSpec` s (:func:`nmrnn.experiments.grid.run_grid`: ``--workers``
+apply): task ``"bandit"``, objective ``"a2c"`` with the table's coefficients, the activity L2 as
+the training config's regulariser. Every key of a run derives from its spec's seed, the
+reproduction's seed (the model's ``fold_in(seed_key(seed), 0)``, training's ``fold_in(.., 1)``).
+
 After training, ``n_eval`` fresh episodes are played noise-free. A Q-learning model is fitted to
 the e-nmRNN agent's choices (aind-dynamic-foraging-models, preset Bari2019, the paper's options)
 and gives each trial's RPE. Decoders (:func:`nmrnn.rl.analysis.decode`): each NM's
@@ -32,6 +38,7 @@ below 0.6): decoding a policy that ignores the block says nothing about the clai
 
 from __future__ import annotations
 
+import csv
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,8 +46,8 @@ from typing import Any
 import jax.random as jr
 import numpy as np
 
-from ..models import make_model, param_count
-from ..rl import A2C, PAPER_A2C, BlockBandit, EnvironmentTask, evaluate_agent
+from ..models import param_count
+from ..rl import PAPER_A2C, evaluate_agent
 from ..rl.a2c import _eval_rollout
 from ..rl.analysis import (
     choice_after_switch,
@@ -50,8 +57,10 @@ from ..rl.analysis import (
     switch_aligned,
     win_stay_lose_shift,
 )
-from ..train import TrainConfig, fit
-from ..train.objectives import ActivityL2
+from ..train import TrainConfig
+from ..train.run import RunSpec, load_run
+from .compare import slug
+from .grid import GridJob, GridOptions, run_grid
 from .profiles import Profiles
 from .registry import check, verdict_of
 
@@ -83,21 +92,34 @@ AGENTS = (
 )
 
 
-def make_agent(name: str, options: dict, env: BlockBandit, n_hidden: int, key):
-    return make_model(name, n_in=env.obs_size, n_out=env.num_actions + 1, n_hidden=n_hidden, key=key,
-                      sigma_rec=PAPER_A2C["hidden_noise_std"], **options)
+#: The table's A2C coefficients, the objective's options.
+A2C_OPTIONS = {k: PAPER_A2C[k] for k in ("gamma", "lam", "entropy_coef", "critic_coef")}
 
 
 def train_config(updates: int) -> TrainConfig:
+    """Table 2's optimiser (Adam, lr 7e-4, eps 1e-8 as optax's default, gradient norm clipped at
+    0.5), 16 environments per update and the activity L2 of 100."""
     return TrainConfig(steps=updates, lr=PAPER_A2C["lr"], optimizer="adam", clip=PAPER_A2C["max_grad_norm"],
                        batch_size=PAPER_A2C["n_envs"], steps_per_call=min(100, updates),
-                       checkpoint_every=max(100, updates // 20))
+                       checkpoint_every=max(100, updates // 20), activity_l2=PAPER_A2C["activity_l2"])
 
 
-def objective(env: BlockBandit) -> A2C:
-    return A2C(env, n_steps=PAPER_A2C["n_steps"], gamma=PAPER_A2C["gamma"], lam=PAPER_A2C["lam"],
-               entropy_coef=PAPER_A2C["entropy_coef"], critic_coef=PAPER_A2C["critic_coef"],
-               terms=[ActivityL2()], weights=[PAPER_A2C["activity_l2"]])
+def agent_jobs(settings: BanditSettings, seed: int) -> list[GridJob]:
+    """R10's runs: one per agent of :data:`AGENTS`, in ``agents/<agent>``, with the
+    reproduction's ``seed``."""
+    jobs = []
+    for label, name, options in AGENTS:
+        spec = RunSpec(name, settings.n_hidden, "bandit", train_config(settings.updates), seed,
+                       {**options, "sigma_rec": PAPER_A2C["hidden_noise_std"]},
+                       {"episode_length": PAPER_A2C["n_steps"]}, objective="a2c", objective_options=A2C_OPTIONS)
+        jobs.append(GridJob(f"agents/{slug(label)}", spec, label))
+    return jobs
+
+
+def curve_column(run_dir: Path, name: str) -> np.ndarray:
+    """One column of a run's learning curve (``curve.csv``), ``(steps,)``."""
+    with open(Path(run_dir) / "curve.csv") as f:
+        return np.asarray([float(r[name]) for r in csv.DictReader(f)])
 
 
 def bandit_checks(reward_rate: float, wsls: float, block_p: list[float], rpe_p: list[float]) -> list[dict]:
@@ -115,25 +137,31 @@ def bandit_checks(reward_rate: float, wsls: float, block_p: list[float], rpe_p: 
     ]
 
 
-def run(out_dir: Path, profile: str, seed: int) -> dict[str, Any]:
-    """R10 (registry format)."""
+def train_agents(out_dir: Path, settings: BanditSettings, seed: int, grid: GridOptions | None = None) -> list[GridJob]:
+    """Train (or reuse) R10's agents in ``out_dir`` as one grid of runs; returns its jobs."""
+    jobs = agent_jobs(settings, seed)
+    run_grid(jobs, out_dir, **(grid or GridOptions()).kwargs(), log=None)
+    return jobs
+
+
+def run(out_dir: Path, profile: str, seed: int, grid: GridOptions | None = None) -> dict[str, Any]:
+    """R10 (registry format); ``grid``: workers and storage of the agents' runs."""
     s = PROFILES[profile]
     require_fitting_package()  # before hours of training, not after
     out = Path(out_dir)
-    env = BlockBandit(episode_length=PAPER_A2C["n_steps"])
-    task = EnvironmentTask(env)
+    jobs = train_agents(out, s, seed, grid)
     key = jr.PRNGKey(seed)
     results: dict[str, Any] = {}
     rollouts = {}
     curves = {}
-    for i, (label, name, options) in enumerate(AGENTS):
-        model = make_agent(name, options, env, s.n_hidden, jr.fold_in(key, 100 + i))
-        res = fit(model, task, train_config(s.updates), key=jr.fold_in(key, 1), objective=objective(env),
-                  run_dir=out / "runs" / label.lower().replace(" ", "-"), resume=True)
-        metrics = evaluate_agent(res.model, task, jr.fold_in(key, 2), n_envs=s.n_eval)
+    for job in jobs:
+        label = job.group
+        _, model, task = load_run(out / job.run_dir)
+        env = task.env
+        metrics = evaluate_agent(model, task, jr.fold_in(key, 2), n_envs=s.n_eval)
         start = task.sample(jr.fold_in(key, 3), s.n_eval)
-        rollouts[label] = (res.model, _eval_rollout(res.model, env, start, jr.fold_in(key, 4), task.n_steps, False))
-        curves[label] = np.asarray(res.terms["reward_rate"])
+        rollouts[label] = (model, _eval_rollout(model, env, start, jr.fold_in(key, 4), task.n_steps, False))
+        curves[label] = curve_column(out / job.run_dir, "reward_rate")
         results[label] = {**metrics, "params": param_count(model), "n_hidden": s.n_hidden}
     wsls = win_stay_lose_shift(env, jr.fold_in(key, 5), n_episodes=max(s.n_eval, 256))
 
@@ -182,6 +210,7 @@ def run(out_dir: Path, profile: str, seed: int) -> dict[str, Any]:
                                      "block_max": env.block_max, "block_beta": env.block_beta,
                                      "episode_length": env.episode_length},
                      "agents": {label: {"model": name, **options} for label, name, options in AGENTS},
+                     "runs": {job.group: {"run_dir": job.run_dir, "spec": job.spec.to_dict()} for job in jobs},
                      "q_fit": qfit.settings, "alpha": ALPHA, "learned": LEARNED},
         "figures": figures,
         "notes": note + "Task performance (noise-free evaluation episodes):\n\n" + table

@@ -11,6 +11,11 @@ randomness is explicit:
   next episode's first, as in gymnax), so that a rollout is one ``lax.scan`` of ``step``;
 * ``env.num_actions`` and ``env.obs_size``.
 
+The randomness of a reset and of a trial is a few uniform numbers drawn from the key
+(:attr:`BlockBandit.reset_draws`, :attr:`BlockBandit.step_draws`); ``reset_with``,
+``step_env_with`` and ``step_with`` take those numbers instead of a key, so that a rollout can
+draw every trial's numbers in one call before its loop (:func:`nmrnn.rl.rollout`).
+
 :class:`BlockBandit` is the block-switching two-armed bandit of the e-nmRNN paper (supplement
 section 6; its table names the environment ``BlockBandit2ArmCoupledEasy-v0``): the arms pay 1 with
 *coupled* probabilities ``p_high`` and ``1 - p_high``; which arm is the better one is a hidden
@@ -79,6 +84,10 @@ class BlockBandit(eqx.Module):
     hazard: float = eqx.field(static=True)
 
     num_actions = 2
+    #: Uniform numbers a reset uses: ``(side, first block length)``.
+    reset_draws = 2
+    #: Uniform numbers a trial uses: ``(reward, hazard flip, next block length)``.
+    step_draws = 3
 
     def __init__(
         self,
@@ -134,7 +143,11 @@ class BlockBandit(eqx.Module):
         """A new episode: the better arm is either with probability 1/2, and the first block's
         length is drawn. One uniform pair from ``key``: ``(side, length)``."""
         params = self.default_params if params is None else params
-        u = jr.uniform(key, (2,), dtype=params.p_high.dtype)
+        return self.reset_with(jr.uniform(key, (self.reset_draws,), dtype=params.p_high.dtype), params)
+
+    def reset_with(self, u, params: BanditParams | None = None) -> tuple[jax.Array, BanditState]:
+        """:meth:`reset` from its uniform pair ``u = (side, length)``."""
+        params = self.default_params if params is None else params
         state = BanditState(
             time=jnp.zeros((), jnp.int32),
             block=(u[0] < 0.5).astype(jnp.int32),
@@ -164,9 +177,15 @@ class BlockBandit(eqx.Module):
         ``(obs, state, reward, done, info)``; ``info`` has the block (better arm), the reward
         probability of the trial, whether the block flips after it, and its time."""
         params = self.default_params if params is None else params
-        u = jr.uniform(key, (3,), dtype=params.p_high.dtype)  # (reward, hazard flip, next block length)
+        return self.step_env_with(jr.uniform(key, (self.step_draws,), dtype=params.p_high.dtype), state, action, params)
+
+    def step_env_with(self, u, state: BanditState, action, params: BanditParams | None = None):
+        """:meth:`step_env` from its uniform triple ``u = (reward, hazard flip, next block
+        length)``."""
+        params = self.default_params if params is None else params
         action = jnp.asarray(action, jnp.int32)
-        p = self.reward_probabilities(state, params)[action]
+        # the better arm pays with p_high, the other with 1 - p_high
+        p = jnp.where(action == state.block, params.p_high, 1 - params.p_high)
         reward = (u[0] < p).astype(jnp.result_type(float))
         if self.block == "trunc_exp":
             left = state.left - 1
@@ -183,11 +202,21 @@ class BlockBandit(eqx.Module):
 
     def step(self, key, state: BanditState, action, params: BanditParams | None = None):
         """:meth:`step_env`, then, on the trial that ends the episode, the next episode's first
-        observation and state in place of the last ones (gymnax's automatic reset)."""
+        observation and state in place of the last ones (gymnax's automatic reset). The trial's
+        numbers come from the first half of ``split(key)``, the reset's from the second."""
         params = self.default_params if params is None else params
         k_step, k_reset = jr.split(key)
-        obs, nxt, reward, done, info = self.step_env(k_step, state, action, params)
-        obs_reset, state_reset = self.reset(k_reset, params)
+        f = params.p_high.dtype
+        u = jnp.concatenate([jr.uniform(k_step, (self.step_draws,), dtype=f),
+                             jr.uniform(k_reset, (self.reset_draws,), dtype=f)])
+        return self.step_with(u, state, action, params)
+
+    def step_with(self, u, state: BanditState, action, params: BanditParams | None = None):
+        """:meth:`step` from ``step_draws + reset_draws`` uniform numbers (the trial's, then the
+        reset's)."""
+        params = self.default_params if params is None else params
+        obs, nxt, reward, done, info = self.step_env_with(u[: self.step_draws], state, action, params)
+        obs_reset, state_reset = self.reset_with(u[self.step_draws:], params)
         nxt = jax.tree.map(lambda r, s: jnp.where(done, r, s), state_reset, nxt)
         obs = jnp.where(done, obs_reset, obs)
         return obs, nxt, reward, done, info

@@ -32,6 +32,7 @@ import jax.random as jr
 from .._validation import check_nonnegative, check_positive, check_positive_int
 from ..train.objectives import AbstractInnerObjective, AbstractTerm, add_terms
 from .a2c import (
+    A2C,
     PAPER_A2C,
     EnvStart,
     check_discount,
@@ -155,16 +156,52 @@ class PPO(AbstractInnerObjective):
 
 ALGORITHMS = ("a2c", "ppo")
 
+#: The reinforcement-learning objectives by name (``RunSpec.objective``, ``nmrnn train
+#: --objective``).
+OBJECTIVES: dict[str, type] = {"a2c": A2C, "ppo": PPO}
+
+#: The constructor arguments of an objective built for a task (:func:`objective_for_task`) that
+#: are not its options: the environment and the rollout length come from the task, the
+#: regularisers (``terms``, ``weights``) and the hidden-state ``noise`` from the training config,
+#: so that every setting has one place.
+FROM_TASK_AND_CONFIG = ("env", "n_steps", "terms", "weights", "noise")
+
+
+def objective_options(algorithm: str, *, for_task: bool = False) -> dict[str, object]:
+    """The options of objective ``algorithm`` with their defaults (``for_task``: without those
+    that :func:`objective_for_task` takes from the task and the config)."""
+    import inspect
+
+    from .._validation import check_choice
+
+    cls = OBJECTIVES[check_choice("objective", algorithm, OBJECTIVES)]
+    skip = ("self", *(FROM_TASK_AND_CONFIG if for_task else ("env",)))
+    return {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items() if k not in skip}
+
 
 def make_objective(algorithm: str, env: BlockBandit, **options):
     """The training objective of ``algorithm`` (``"a2c"`` or ``"ppo"``) for agents in ``env``;
     unknown names and options are refused before anything compiles."""
-    import inspect
+    from .._validation import check_known_options
 
-    from .._validation import check_choice, check_known_options
-    from .a2c import A2C
+    allowed = objective_options(algorithm)
+    check_known_options(f"objective {algorithm!r}", options, allowed)
+    return OBJECTIVES[algorithm](env, **options)
 
-    cls = {"a2c": A2C, "ppo": PPO}[check_choice("algorithm", algorithm, ALGORITHMS)]
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "env")]
-    check_known_options(f"algorithm {algorithm!r}", options, allowed)
-    return cls(env, **options)
+
+def objective_for_task(algorithm: str, task, config, **options):
+    """Objective ``algorithm`` for training on environment task ``task`` with ``config`` (a
+    :class:`~nmrnn.train.TrainConfig`): rollouts of ``task.n_steps`` steps in ``task.env``, the
+    config's regularisers (activity L2, weight L2, weight L1: those with positive weights, as
+    :func:`nmrnn.train.loop.default_objective` takes them) as its terms and the config's
+    ``noise``; ``options`` are the rest (:func:`objective_options` with ``for_task``). The
+    training loop then gets the config without those regularisers
+    (``RunSpec.training``)."""
+    from .._validation import check_known_options
+    from ..train.loop import default_objective
+
+    allowed = objective_options(algorithm, for_task=True)
+    check_known_options(f"objective {algorithm!r}", options, allowed)
+    supervised = default_objective(config)
+    return OBJECTIVES[algorithm](task.env, n_steps=task.n_steps, terms=supervised.terms,
+                                 weights=[float(w) for w in supervised.weights], noise=config.noise, **options)

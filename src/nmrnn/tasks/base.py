@@ -64,6 +64,11 @@ class AbstractTask(eqx.Module):
 
     #: Batch size the papers train with (used when none is given).
     default_batch_size: ClassVar[int] = 64
+    #: The training objectives the task takes, by name (``RunSpec.objective``): ``None`` is the
+    #: task's supervised loss, the objective the training config describes. An environment task
+    #: has no supervised loss and names reinforcement-learning objectives instead
+    #: (:data:`nmrnn.rl.OBJECTIVES`).
+    objectives: ClassVar[tuple[str | None, ...]] = (None,)
 
     @abc.abstractmethod
     def sample(self, key: PRNGKeyArray, batch_size: int) -> Batch:
@@ -87,6 +92,28 @@ class AbstractTask(eqx.Module):
     def evaluate(self, outputs: Array, batch: Batch) -> dict[str, Array]:
         """Metrics of ``outputs (B, T, O)`` on ``batch``. Default: the masked MSE."""
         return {"loss": masked_mse(outputs, batch.targets, batch.mask)}
+
+    def training_objective(self, name: str | None, options: Mapping[str, Any], config: Any) -> Any:
+        """The objective ``name`` (one of :attr:`objectives`) with ``options``, for training with
+        ``config`` (a :class:`~nmrnn.train.TrainConfig`). ``None`` means the supervised loss,
+        which :func:`nmrnn.train.fit` builds from the config: the default returns ``None`` and
+        refuses any other name."""
+        if name is not None or options:
+            raise ValueError(f"{type(self).__name__} trains with its supervised loss only (no objective), "
+                             f"not objective {name!r}")
+        return None
+
+    def evaluate_model(self, model: Any, key: PRNGKeyArray) -> dict[str, dict[str, float]]:
+        """The metrics of a trained ``model``, ``{set: {metric: value}}`` (``metrics.json``).
+        Default: :meth:`evaluate` on each of :meth:`evaluation_batches`, the model simulated on
+        their inputs without noise."""
+        from ..models.base import simulate
+
+        out: dict[str, dict[str, float]] = {}
+        for name, batch in self.evaluation_batches(key).items():
+            traj = simulate(model, batch.inputs)
+            out[name] = {k: float(v) for k, v in self.evaluate(traj.outputs, batch).items()}
+        return out
 
     def figures(self, models: Mapping[str, Any], out_dir: Path) -> list[Path]:
         """The task's own figures of trained ``models`` (``{label: model}``), written to

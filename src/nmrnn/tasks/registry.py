@@ -1,4 +1,7 @@
-"""Task registry: name -> task class, filled by the ``@register_task`` decorator."""
+"""Task registry: name -> task class, filled by the ``@register_task`` decorator.
+
+The environments of :mod:`nmrnn.rl` are tasks too (``"bandit"``: :class:`nmrnn.rl.BanditTask`),
+registered by that module, which this one loads, so that every name is known wherever tasks are."""
 
 from __future__ import annotations
 
@@ -35,3 +38,16 @@ def make_task(name: str, **options: Any) -> AbstractTask:
     check_choice("task", name, TASKS)
     check_known_options(f"task {name!r}", options, task_options(name))
     return TASKS[name](**options)
+
+
+
+def _register_environments() -> None:
+    """Load :mod:`nmrnn.rl.a2c`, which registers its environment tasks (``"bandit"``) when it is
+    first imported. ``nmrnn.rl`` builds on ``nmrnn.tasks.base``: when it is imported first, it is
+    partially initialised here and registers its tasks once it is complete."""
+    import importlib
+
+    importlib.import_module("nmrnn.rl.a2c")
+
+
+_register_environments()

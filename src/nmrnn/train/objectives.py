@@ -233,6 +233,10 @@ class Supervised(AbstractObjective):
         return add_terms(main, {self.loss: main}, self.terms, self.weights, model, traj, data)
 
     def validate(self, model, task) -> None:
+        takes = getattr(type(task), "objectives", (None,))
+        if None not in takes:
+            raise ValueError(f"task {type(task).__name__} has no supervised loss: train it with one of its "
+                             f"objectives ({', '.join(str(t) for t in takes)}, e.g. nmrnn.rl.A2C)")
         check_model_fits_task(model, task)
         for term in self.terms:
             group = getattr(term, "group", None)

@@ -2,13 +2,19 @@
 
 Layout of a run directory::
 
-    config.json       the RunSpec (model, task, training config, seed)
+    config.json       the RunSpec (model, task, training config, seed, objective)
     checkpoint.npz    latest checkpoint (model + optimiser state + curve), atomic
     curve.csv         learning curve: step, stage, group, loss
     metrics.json      evaluation of the final model (written by train and by evaluate)
 
 A run is a pure function of its spec: the seed gives the model-initialisation key and the training
 key. Resuming a run with a different spec is refused, listing the differences.
+
+What a run minimises is its task's business: ``RunSpec.objective`` names one of the task's
+objectives (:attr:`~nmrnn.tasks.base.AbstractTask.objectives`; ``None``, the default, is the
+supervised loss the training config describes; an environment task such as ``"bandit"`` names
+``"a2c"`` or ``"ppo"``), built by the task's ``training_objective`` hook, and a trained model is
+evaluated by the task's ``evaluate_model`` hook, so nothing here depends on the kind of task.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import jax.random as jr
 import numpy as np
 
 from .._validation import check_positive_int, check_seed, check_table, seed_key
-from ..models import MODELS, make_model, simulate
+from ..models import MODELS, make_model
 from ..models.base import AbstractRecurrentModel
 from ..options import coerce_options
 from ..tasks import TASKS, make_task
@@ -36,6 +42,7 @@ from . import guard
 from .checkpoint import atomic_write_json
 from .config import TrainConfig
 from .loop import CHECKPOINT, TrainResult, _objective_for, _validate, fit, fit_ensemble
+from .objectives import AbstractObjective
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
@@ -57,6 +64,13 @@ class RunSpec:
     #: trained further on this run's task and config, e.g. retraining one parameter group on a
     #: new task. ``None``: a freshly initialised model.
     init_from: str | None = None
+    #: The training objective by name, one of the task's ``objectives``: ``None`` (default) is
+    #: the supervised loss the training config describes; an environment task (``"bandit"``)
+    #: trains with ``"a2c"`` or ``"ppo"`` (:data:`nmrnn.rl.OBJECTIVES`). Its regularisers and
+    #: noise are the training config's (``activity_l2`` ...), its rollout length the task's.
+    objective: str | None = None
+    #: The objective's options (``entropy_coef``, ``gamma``, ... :func:`nmrnn.rl.objective_options`).
+    objective_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         from .._validation import check_choice
@@ -79,6 +93,33 @@ class RunSpec:
             f"task {self.task!r}", self.task_options, TASKS[self.task].__init__))
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
             raise ValueError(f"init_from must be the path of a run directory, got {self.init_from!r}")
+        self._check_objective()
+
+    def _check_objective(self) -> None:
+        """The objective is one the task takes, and its options are known and typed (before
+        anything is built)."""
+        from ..rl import FROM_TASK_AND_CONFIG, OBJECTIVES
+
+        if not isinstance(self.objective_options, dict):
+            raise ValueError(f"objective_options must be an object of option=value pairs, got {self.objective_options!r}")
+        name, takes = self.objective, TASKS[self.task].objectives
+        if name is not None and name not in OBJECTIVES:
+            raise ValueError(f"unknown objective {name!r}; valid choices: {', '.join(OBJECTIVES)} (or no objective: "
+                             "the task's supervised loss)")
+        if name not in takes:
+            if name is None:
+                raise ValueError(f"task {self.task!r} has no supervised loss: give a training objective "
+                                 f"({', '.join(str(t) for t in takes)})")
+            envs = ", ".join(t for t, c in TASKS.items() if name in c.objectives)
+            raise ValueError(f"objective {name!r} does not apply to task {self.task!r}, which trains with its "
+                             f"supervised loss (no objective); {name!r} trains on: {envs}")
+        if name is None:
+            if self.objective_options:
+                raise ValueError(f"objective_options {self.objective_options} given without an objective")
+            return
+        object.__setattr__(self, "objective_options", coerce_options(
+            f"objective {name!r}", self.objective_options, OBJECTIVES[name].__init__,
+            skip=("self", *FROM_TASK_AND_CONFIG)))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -109,6 +150,16 @@ class RunSpec:
             **self.model_options,
         )
         return model, task
+
+    def training(self, task: AbstractTask) -> tuple[AbstractObjective | None, TrainConfig]:
+        """What :func:`~nmrnn.train.fit` gets for this run on ``task`` (built by :meth:`build`):
+        the objective (``None``: the supervised loss of the config) and the training config. A
+        named objective takes the config's regularisers as its terms (the task's
+        ``training_objective``), so the loop gets the config without them."""
+        objective = task.training_objective(self.objective, self.objective_options, self.train)
+        if objective is None:
+            return None, self.train
+        return objective, dataclasses.replace(self.train, weight_l2=0.0, activity_l2=0.0, weight_l1=0.0)
 
     def starting_model(self, run_dir: str | Path) -> AbstractRecurrentModel:
         """The model this run starts from: fresh (:meth:`build`), or the final model of the
@@ -241,7 +292,8 @@ def train_run(
         guard.check_memory(abstract[0], abstract[1], spec.train)
     _, task = spec.build()
     model = spec.starting_model(run_dir)
-    _validate(model, task, spec.train, _objective_for(spec.train, None))
+    objective, config = spec.training(task)
+    _validate(model, task, config, _objective_for(config, objective))
     path = check_run_path(run_dir)
     created = not path.exists()
     try:
@@ -250,12 +302,13 @@ def train_run(
             result = fit(
                 model,
                 task,
-                spec.train,
+                config,
                 key=spec.train_key(),
                 run_dir=path,
                 resume=resume,
                 progress=progress,
                 callback=callback,
+                objective=objective,
             )
             _write_metrics(path, result, task, spec)
     except BaseException:
@@ -280,32 +333,33 @@ def train_runs(
     if len(run_dirs) != len(specs) or not specs:
         raise ValueError(f"train_runs needs one run directory per spec, got {len(run_dirs)} and {len(specs)}")
     built = [(spec.starting_model(d), spec.build()[1]) for d, spec in zip(run_dirs, specs, strict=True)]
-    for (model, task), spec in zip(built, specs, strict=True):
-        _validate(model, task, spec.train, _objective_for(spec.train, None))
+    training = [spec.training(task) for (_, task), spec in zip(built, specs, strict=True)]
+    for (model, task), (objective, config) in zip(built, training, strict=True):
+        _validate(model, task, config, _objective_for(config, objective))
     locks = [guard.FolderLock(check_run_path(d)) for d in run_dirs]
     for lock in locks:
         lock.acquire()
     try:
-        return _train_runs_locked(run_dirs, specs, built, resume=resume, progress=progress, vmap=vmap)
+        return _train_runs_locked(run_dirs, specs, built, training, resume=resume, progress=progress, vmap=vmap)
     finally:
         for lock in locks:
             lock.release()
 
 
-def _train_runs_locked(run_dirs, specs, built, *, resume, progress, vmap):
+def _train_runs_locked(run_dirs, specs, built, training, *, resume, progress, vmap):
     paths = [prepare_run_dir(d, spec, resume) for d, spec in zip(run_dirs, specs, strict=True)]
     try:
         results = fit_ensemble(
-            [m for m, _ in built], built[0][1], [s.train for s in specs],
+            [m for m, _ in built], built[0][1], [c for _, c in training],
             keys=[s.train_key() for s in specs], run_dirs=paths, resume=resume, progress=progress,
-            vmap=vmap,
+            objectives=[o for o, _ in training], vmap=vmap,
         )
     except ValueError as err:
         if "different steps" not in str(err):
             raise
         results = [
-            fit(m, t, s.train, key=s.train_key(), run_dir=p, resume=resume, progress=progress)
-            for (m, t), s, p in zip(built, specs, paths, strict=True)
+            fit(m, t, c, key=s.train_key(), run_dir=p, resume=resume, progress=progress, objective=o)
+            for (m, t), (o, c), s, p in zip(built, training, specs, paths, strict=True)
         ]
     for (_, task), spec, path, result in zip(built, specs, paths, results, strict=True):
         _write_metrics(path, result, task, spec)
@@ -420,12 +474,10 @@ def load_snapshots(run_dir: str | Path) -> list[tuple[int, AbstractRecurrentMode
 
 
 def evaluate_model(model: AbstractRecurrentModel, task: AbstractTask, key) -> dict[str, Any]:
-    """The task's metrics on each of its evaluation batches: ``{set: {metric: value}}``."""
-    out: dict[str, Any] = {}
-    for name, batch in task.evaluation_batches(key).items():
-        traj = simulate(model, batch.inputs)
-        out[name] = {k: float(v) for k, v in task.evaluate(traj.outputs, batch).items()}
-    return out
+    """The task's metrics of ``model``, ``{set: {metric: value}}``: the task's own
+    :meth:`~nmrnn.tasks.base.AbstractTask.evaluate_model` (a supervised task's metrics on each of
+    its evaluation batches, an environment's over fresh episodes played by the agent)."""
+    return task.evaluate_model(model, key)
 
 
 def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
