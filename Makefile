@@ -14,10 +14,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
-# The test suite also exercises the neurogym adapter against the real package, and a sweep shared
-# through a throwaway PostgreSQL server (psycopg2, from the postgres extra).
+# The test suite also exercises the neurogym adapter against the real package, a sweep shared
+# through a throwaway PostgreSQL server (psycopg2, from the postgres extra), and Dynamical
+# Similarity Analysis (dsa-metric, from the degeneracy extra).
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install -q -e ".[test,neurogym,postgres,rl]" "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test,neurogym,postgres,rl,degeneracy]" "$(TORCH)"
 	touch $@
 
 install: $(VENV)/.installed

@@ -170,6 +170,24 @@ def test_sinegen_bad_input(kwargs, msg):
         SineGeneration().trials([0, 3])
 
 
+def test_sinegen_cued_trials_match_trained_conditions_and_interpolate():
+    task = SineGeneration(n_freqs=5, omega_range=(0.1, 0.5), n_steps=30)
+    # at the trained frequencies the cue line gives exactly the conditions' trials
+    trained = task.trials([1, 3, 5])
+    cued = task.cued_trials([0.1, 0.3, 0.5])
+    assert np.allclose(np.asarray(cued.inputs), np.asarray(trained.inputs), atol=1e-7)
+    assert np.allclose(np.asarray(cued.targets), np.asarray(trained.targets), atol=1e-6)
+    # between two trained frequencies: the midpoint of their levels, and the unseen sine
+    mid = task.cued_trials([0.15])
+    assert float(mid.inputs[0, 0, 0]) == pytest.approx((1 / 5 + 2 / 5) / 2 + 0.25, abs=1e-7)
+    assert np.allclose(np.asarray(mid.targets[0, :, 0]), np.sin(0.15 * np.arange(30)), atol=1e-6)
+    assert np.asarray(mid.info["freq_index"]).tolist() == [0]
+    with pytest.raises(ValueError, match="n_freqs >= 2"):
+        SineGeneration(n_freqs=1).cued_trials([0.2])
+    with pytest.raises(ValueError, match="positive"):
+        task.cued_trials([0.2, -0.1])
+
+
 # ---------------------------------------------------------------------------------------------
 # delayed discrimination (Romo)
 # ---------------------------------------------------------------------------------------------

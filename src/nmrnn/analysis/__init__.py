@@ -19,6 +19,9 @@
   decoding of the task context, Yang's task variance and clustering, connectivity modularity;
   :mod:`~nmrnn.analysis.decoding`: the cross-validated decoder with a null that they share with
   :func:`nmrnn.rl.analysis.decode`.
+* :mod:`~nmrnn.analysis.degeneracy`: solution degeneracy of a population of trained networks
+  (paper 004): behaviour, dynamics (DSA, Procrustes, CKA, fixed-point structure) and weights
+  after permutation matching; the degeneracy of a condition and bootstrap comparisons.
 * :mod:`~nmrnn.analysis.proposition1`: Proposition 1 of paper 001 (the semilinear LSTM that
   reproduces a linearised NM-RNN); :mod:`~nmrnn.analysis.rank1`: the exact and eq.-16
   neuromodulatory signal of a rank-1 NM-RNN (paper 001, supplement B).
@@ -46,6 +49,31 @@ from .continuation import (
     continue_fixed_point,
 )
 from .decoding import NullTest, cross_validated_score, permute_target
+from .degeneracy import (
+    DSA_METHODS,
+    OOD_PROBES,
+    WEIGHT_VIEWS,
+    BootstrapDifference,
+    Degeneracy,
+    WeightDistances,
+    WeightMatch,
+    WeightView,
+    behaviour_distances,
+    bootstrap_difference,
+    cka_distances,
+    dsa_distances,
+    fixed_point_counts,
+    fixed_point_distances,
+    match_weights,
+    ood_description,
+    population_degeneracy,
+    population_states,
+    probe_batches,
+    procrustes_distances,
+    relative_weight_change,
+    weight_distances,
+    weight_view,
+)
 from .fixed_points import (
     KINDS,
     METHODS,
@@ -231,4 +259,27 @@ __all__ = [
     "yang_context_features",
     "yang_task_variance",
     "yang_trials",
+    "BootstrapDifference",
+    "DSA_METHODS",
+    "Degeneracy",
+    "OOD_PROBES",
+    "WEIGHT_VIEWS",
+    "WeightDistances",
+    "WeightMatch",
+    "WeightView",
+    "behaviour_distances",
+    "bootstrap_difference",
+    "cka_distances",
+    "dsa_distances",
+    "fixed_point_counts",
+    "fixed_point_distances",
+    "match_weights",
+    "ood_description",
+    "population_degeneracy",
+    "population_states",
+    "probe_batches",
+    "procrustes_distances",
+    "relative_weight_change",
+    "weight_distances",
+    "weight_view",
 ]

@@ -222,12 +222,31 @@ class SineGeneration(AbstractTask):
         return j / self.n_freqs + self.input_offset
 
     def _build(self, j) -> Batch:
-        omega = self.omegas()[j - 1]
-        level = self.input_levels()[j - 1]
+        return self._build_cued(self.omegas()[j - 1], self.input_levels()[j - 1], j)
+
+    def _build_cued(self, omega, level, j) -> Batch:
         inputs = jnp.broadcast_to(level[:, None, None], (j.shape[0], self.n_steps, 1))
         t = jnp.arange(self.n_steps, dtype=jnp.float32) * self.dt
         targets = jnp.sin(omega[:, None] * t[None, :])[..., None]
         return Batch(inputs, targets, jnp.ones_like(targets), {"freq_index": j, "omega": omega})
+
+    def cued_trials(self, omegas) -> Batch:
+        """Deterministic trials for any angular frequencies ``omegas`` (rad per time unit,
+        ``(B,)``), each cued by the level on the line through the task's (frequency, level)
+        pairs: ``u = 1 / n_freqs + input_offset + (omega - omega_lo) / (omega_hi - omega_lo) *
+        (n_freqs - 1) / n_freqs``. At a trained frequency this is that condition's level (the
+        trials equal :meth:`trials`); between two trained frequencies it cues an unseen one (the
+        out-of-distribution probe of :mod:`nmrnn.analysis.degeneracy`). Needs ``n_freqs >= 2``;
+        ``info["freq_index"]`` is 0 (no trained condition)."""
+        if self.n_freqs < 2:
+            raise ValueError("cued_trials needs n_freqs >= 2 (one frequency defines no cue line)")
+        w = np.asarray(omegas, dtype=float)
+        if w.ndim != 1 or w.size == 0 or not np.all(np.isfinite(w)) or w.min() <= 0:
+            raise ValueError(f"omegas must be a non-empty 1-D array of positive numbers, got {omegas!r}")
+        lo, hi = self.omega_range
+        level = 1.0 / self.n_freqs + self.input_offset + (w - lo) / (hi - lo) * (self.n_freqs - 1) / self.n_freqs
+        j = jnp.zeros(w.shape, jnp.int32)
+        return self._build_cued(jnp.asarray(w, jnp.float32), jnp.asarray(level, jnp.float32), j)
 
     def trials(self, freq_indices) -> Batch:
         """Deterministic trials for conditions ``freq_indices`` (``(B,)``, values 1..n_freqs)."""
