@@ -15,7 +15,7 @@ from .registry import TASKS, make_task, register_task, task_options
 from .sine import SineMetaLearning, updates_to_threshold
 from .standard import DelayedDiscrimination, FlipFlop, PathIntegration, SineGeneration
 from .yang import RULES as YANG_RULES
-from .yang import YangTask
+from .yang import YangMultitask, YangTask
 
 register_task("mwg")(MeasureWaitGo)
 register_task("eft")(ElementFinder)
@@ -29,6 +29,7 @@ register_task("driscoll")(DriscollTask)
 register_task("driscoll_multitask")(DriscollMultitask)
 register_task("neurogym")(NeurogymTask)
 register_task("yang")(YangTask)
+register_task("yang_multitask")(YangMultitask)
 
 __all__ = [
     "AbstractTask",
@@ -53,6 +54,7 @@ __all__ = [
     "TASKS",
     "TRAIN_INTERVALS",
     "YANG_RULES",
+    "YangMultitask",
     "YangTask",
     "decode_coefficients",
     "updates_to_threshold",

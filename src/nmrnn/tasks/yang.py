@@ -1023,3 +1023,188 @@ def _evaluate(outputs, targets, mask, y_loc, t_end) -> dict[str, Array]:
 def _sample(task: YangTask, key, batch_size: int) -> Batch:
     k_spec, k_noise = jr.split(key)
     return task.render(task.trial_spec(k_spec, batch_size), k_noise)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training on several rules at once
+# ---------------------------------------------------------------------------------------------
+
+#: The rule probabilities of Yang's networks trained on all 20 tasks (``experiment.py``,
+#: ``train_all``: ``rule_prob_map = {'contextdm1': 5, 'contextdm2': 5}``, every other rule 1).
+YANG_ALL_RULE_PROBS: dict[str, float] = {"contextdm1": 5.0, "contextdm2": 5.0}
+MIXINGS: tuple[str, ...] = ("trial", "batch")
+
+
+class YangMultitask(AbstractTask):
+    """Batches of several Yang rules (``make_task("yang_multitask", ...)``), with per-rule metrics.
+
+    The reference trains on many rules by drawing, at every step, one rule from ``rule_trains``
+    with probabilities ``rule_prob_map`` (relative weights, 1 for every rule not listed; ``train.py``,
+    ``train``) and a batch of that rule. ``mixing="batch"`` does exactly that; ``mixing="trial"``
+    draws the rule of every trial from the same probabilities, so every batch mixes rules (the
+    trials' distribution is the same; only the trials of one batch are no longer of one rule).
+    Within a batch, the trials of one rule share their durations (and, for the go/anti and match
+    families, their stimulus rings), drawn once per batch as in the reference (``independent_trials``
+    draws them per trial). Every trial is padded to ``n_steps`` (default :func:`common_n_steps` of
+    ``rules``: 209 steps for all 20 at ``dt = 20``); the padding has no input and mask 0.
+
+    Generation costs about one batch of one rule: every rule's per-trial specification (a few
+    numbers per trial) is drawn, each trial takes its own rule's, and the batch is rendered once
+    with a rule input per trial. ``info`` holds the keys of :class:`YangTask` (``rule`` is the
+    index into :data:`RULES`) plus ``task_id``, the index into ``rules``.
+
+    Args:
+        rules: the rules to train (default all 20, in :data:`RULES` order).
+        rule_prob_map: relative weight of each rule (reference semantics; default: every rule 1;
+            :data:`YANG_ALL_RULE_PROBS` is the reference's choice for all 20 tasks).
+        mixing: ``"trial"`` (every trial draws its rule) or ``"batch"`` (one rule per batch).
+        n_eval: trials per rule in ``evaluation_batches`` (batches of 32 with their own timing,
+            as the reference's evaluation, which uses 16 x 32 = 512).
+        dt, tau, sigma_x, n_steps, independent_trials, easy_task, square_mask: as in
+            :class:`YangTask`, shared by every rule.
+    """
+
+    tasks: tuple[YangTask, ...]
+    rules: tuple[str, ...] = eqx.field(static=True)
+    weights: tuple[float, ...] = eqx.field(static=True)
+    mixing: str = eqx.field(static=True)
+    n_eval: int = eqx.field(static=True)
+    n_in: int = eqx.field(static=True)
+    n_out: int = eqx.field(static=True)
+    n_steps: int = eqx.field(static=True)
+
+    default_batch_size: ClassVar[int] = 64
+
+    def __init__(
+        self,
+        rules: Sequence[str] = RULES,
+        rule_prob_map: Mapping[str, float] | None = None,
+        mixing: str = "trial",
+        n_eval: int = 64,
+        *,
+        dt: float = 20.0,
+        tau: float = 100.0,
+        sigma_x: float = 0.01,
+        n_steps: int | None = None,
+        independent_trials: bool = False,
+        easy_task: bool = False,
+        square_mask: bool = True,
+    ):
+        rules = (rules,) if isinstance(rules, str) else tuple(rules)
+        if not rules:
+            raise ValueError("rules must name at least one Yang rule")
+        for r in rules:
+            check_choice("Yang rule", r, RULES)
+        if len(set(rules)) != len(rules):
+            raise ValueError(f"rules repeats a rule: {list(rules)}")
+        probs = {} if rule_prob_map is None else rule_prob_map
+        if not isinstance(probs, Mapping):
+            raise ValueError(f"rule_prob_map must map rule names to weights, got {rule_prob_map!r}")
+        unknown = sorted(set(probs) - set(rules))
+        if unknown:
+            raise ValueError(f"rule_prob_map names rule(s) not trained here: {', '.join(map(str, unknown))}")
+        weights = tuple(check_nonnegative(f"rule_prob_map[{r!r}]", probs.get(r, 1.0)) for r in rules)
+        if sum(weights) <= 0:
+            raise ValueError("rule_prob_map gives every rule weight 0")
+        self.mixing = check_choice("mixing", mixing, MIXINGS)
+        self.n_eval = check_positive_int("n_eval", n_eval)
+        steps = common_n_steps(rules, "random", _check_grid(dt)) if n_steps is None else n_steps
+        self.tasks = tuple(
+            YangTask(r, dt=dt, tau=tau, sigma_x=sigma_x, n_steps=steps, independent_trials=independent_trials,
+                     easy_task=easy_task, square_mask=square_mask)
+            for r in rules
+        )
+        self.rules = rules
+        total = sum(weights)
+        self.weights = tuple(w / total for w in weights)
+        self.n_in, self.n_out, self.n_steps = N_IN, N_OUT, self.tasks[0].n_steps
+
+    def _mixed(self):
+        from .mixed import MixedTask
+
+        return MixedTask(self.tasks, weights=self.weights, names=self.rules)
+
+    def sample_ids(self, key: PRNGKeyArray, batch_size: int) -> Array:
+        """The index into ``rules`` of every trial ``(B,)`` (one draw for the whole batch with
+        ``mixing="batch"``)."""
+        p = jnp.asarray(self.weights)
+        if self.mixing == "batch":
+            return jnp.broadcast_to(jr.choice(key, len(self.rules), (1,), p=p), (batch_size,))
+        return jr.choice(key, len(self.rules), (batch_size,), p=p)
+
+    def sample(self, key: PRNGKeyArray, batch_size: int) -> Batch:
+        check_positive_int("batch_size", batch_size)
+        return _sample_multi(self, key, int(batch_size))
+
+    def trial_spec(self, key: PRNGKeyArray, batch_size: int) -> dict[str, Array]:
+        """The per-trial specification of a batch (with ``task_id``), not rendered: the ids from
+        the first half of ``split(key)``, the trials from the second (:meth:`spec_of`)."""
+        k_ids, k_spec = jr.split(key)
+        return self.spec_of(k_spec, self.sample_ids(k_ids, batch_size))
+
+    def spec_of(self, key: PRNGKeyArray, ids: Array) -> dict[str, Array]:
+        """The specification of trials whose rules are ``ids (B,)`` (indices into ``rules``):
+        rule ``i`` draws a whole batch from ``split(key, len(rules))[i]`` and trial ``b`` is taken
+        from the batch of rule ``ids[b]``."""
+        ids = jnp.asarray(ids, dtype=jnp.int32)
+        n = ids.shape[0]
+        keys = jr.split(key, len(self.tasks))
+        specs = [t.trial_spec(k, n) for t, k in zip(self.tasks, keys, strict=True)]
+        spec = jax.tree.map(lambda *xs: jnp.stack(xs)[ids, jnp.arange(n)], *specs)
+        return {**spec, "task_id": ids}
+
+    def render(self, spec: dict[str, Array], key: PRNGKeyArray | None = None) -> Batch:
+        """The batch of a specification with ``task_id``; ``key`` draws the input noise."""
+        first = self.tasks[0]
+        ids = spec["task_id"]
+        rule_vecs = jnp.asarray([t.rule_vector for t in self.tasks], dtype=jnp.float32)[ids]
+        pre_on = int(round(PRE_ON_MS / first.dt))
+        grace = int(round(GRACE_MS / first.dt))
+        cond = {k: v for k, v in spec.items() if k != "task_id"}
+        x, y, m = _render(cond, rule_vecs, first.rule_window, self.n_steps, pre_on, grace, first.square_mask)
+        if key is not None and first.sigma_x > 0:
+            live = jnp.arange(self.n_steps)[None, :] < spec["t_end"][:, None]
+            x = x + jr.normal(key, x.shape) * first.input_noise_std * live[..., None]
+        rule_index = jnp.asarray([t.rule_index for t in self.tasks], dtype=jnp.int32)
+        return Batch(x, y, m, {**spec, "rule": rule_index[ids]})
+
+    def sample_each(self, key: PRNGKeyArray, n_per_rule: int) -> Batch:
+        """``n_per_rule`` trials of every rule, grouped by rule (``task_id`` 0, 0, ..., 1, ...),
+        in batches of 32 that each draw their own timing (the reference's evaluation): batch ``j``
+        of rule ``i`` is ``spec_of`` with all ids ``i``, rendered with noise, from
+        ``split(fold_in(key, i), n_batches)[j]`` (its halves for the trials and the noise); when
+        32 does not divide ``n_per_rule`` the last batch's first trials are kept. One compiled
+        program of 32 trials serves every rule and size."""
+        n_per_rule = check_positive_int("n_per_rule", n_per_rule)
+        n_batches = -(-n_per_rule // 32)
+        parts = []
+        for i in range(len(self.tasks)):
+            ids = jnp.full((32,), i, dtype=jnp.int32)
+            for j, k in enumerate(jr.split(jr.fold_in(key, i), n_batches)):
+                b = _render_ids(self, k, ids)
+                size = min(32, n_per_rule - 32 * j)
+                parts.append(b if size == 32 else b.take(slice(0, size)))
+        return jax.tree.map(lambda *a: jnp.concatenate(a, axis=0), *parts)
+
+    def evaluation_batches(self, key: PRNGKeyArray) -> dict[str, Batch]:
+        """``test``: :meth:`sample_each` with ``n_eval`` trials per rule."""
+        return {"test": self.sample_each(key, self.n_eval)}
+
+    def evaluate(self, outputs: Array, batch: Batch) -> dict[str, float]:
+        """Every rule's ``perf``, ``perf_strict`` and ``loss`` (``"<rule>/<metric>"``, computed by
+        :meth:`YangTask.evaluate` on its trials), ``n_trials/<rule>``, and the overall ``perf``
+        and ``perf_strict`` (the fraction of all trials; with equal trials per rule, the mean
+        over rules) and ``loss`` (the masked MSE of the whole batch)."""
+        return self._mixed().evaluate(outputs, batch)
+
+
+@eqx.filter_jit
+def _render_ids(task: YangMultitask, key, ids) -> Batch:
+    k_spec, k_noise = jr.split(key)
+    return task.render(task.spec_of(k_spec, ids), k_noise)
+
+
+@eqx.filter_jit
+def _sample_multi(task: YangMultitask, key, batch_size: int) -> Batch:
+    k_spec, k_noise = jr.split(key)
+    return task.render(task.trial_spec(k_spec, batch_size), k_noise)
