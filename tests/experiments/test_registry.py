@@ -174,3 +174,19 @@ def test_verdicts_distinguish_failed_and_undecided_checks():
     assert undecided["passed"] is False and undecided["decided"] is False
     assert verdict_of([ok, undecided]) == "undecided"
     assert verdict_of([check("b", 1, False, "c"), undecided]) == "not reproduced"
+
+
+def test_a_stored_profile_result_keeps_the_other_profiles_and_refuses_unknown_ones(tmp_path):
+    import json
+
+    from nmrnn.experiments.profiles import store_profile_result
+
+    path = tmp_path / "search.json"
+    store_profile_result(path, "quick", {"lr": 1e-3})
+    store_profile_result(path, "smoke", {"lr": 2e-3})
+    store_profile_result(path, "quick", {"lr": 5e-3})
+    assert json.loads(path.read_text()) == {"quick": {"lr": 5e-3}, "smoke": {"lr": 2e-3}}
+    before = path.read_text()
+    with pytest.raises(ValueError, match="fast"):
+        store_profile_result(path, "fast", {"lr": 1.0})
+    assert path.read_text() == before

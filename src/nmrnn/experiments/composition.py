@@ -111,7 +111,7 @@ from ..tasks.composition import MAX_BASIS
 from ..train.checkpoint import atomic_write_json
 from .compare import ModelEntry, grid_arguments, resolve_sizes, run_compare, slug
 from .grid import GridOptions
-from .profiles import Profiles
+from .profiles import Profiles, store_profile_result
 from .registry import check, verdict_of
 from .statistics import ALPHA, rank_test
 
@@ -745,9 +745,7 @@ def main(argv: list[str] | None = None) -> int:
         s = replace(s, sweep_trials=args.trials)
     out = args.out or Path("results") / f"composition-tune-{args.tune}"
     found = tune_hyperparameters(s, out, seed=args.seed, grid=GridOptions(workers=args.workers), log=print)
-    stored = json.loads(STORED.read_text()) if STORED.exists() else {}
-    stored[args.tune] = found
-    STORED.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
+    store_profile_result(STORED, args.tune, found)
     print(json.dumps({k: v for k, v in found.items() if k != "trials"}, indent=1))
     return 0
 

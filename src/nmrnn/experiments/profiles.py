@@ -16,8 +16,10 @@ settings type (a dataclass, a dict, a number), and looks them up with ``profiles
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from .._validation import check_choice
 
@@ -51,3 +53,14 @@ class Profiles(Generic[T]):
 
 
 __all__ = ["PROFILE_NAMES", "Profiles", "check_profile"]
+
+
+def store_profile_result(path: Path, profile: str, result: Any) -> None:
+    """Store ``result`` under ``profile`` in the JSON file ``path`` (a search's result kept next
+    to its experiment, read back by the profiles that reuse it), keeping the other profiles'
+    entries; written atomically, so a crash leaves the file as it was."""
+    from ..train.checkpoint import atomic_write_text
+
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    stored[check_profile(profile)] = result
+    atomic_write_text(path, json.dumps(stored, indent=1, sort_keys=True) + "\n")

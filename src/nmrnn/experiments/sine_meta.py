@@ -84,7 +84,7 @@ from ..train.checkpoint import atomic_write_json
 from ..train.run import load_run, load_snapshots
 from .compare import ModelEntry, grid_arguments, resolve_sizes, run_compare, slug
 from .grid import GridOptions
-from .profiles import Profiles
+from .profiles import Profiles, store_profile_result
 from .registry import check, verdict_of
 from .statistics import ALPHA, rank_test
 
@@ -385,9 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         s = replace(s, sweep_trials=args.trials)
     out = args.out or Path("results") / f"sine-meta-tune-{args.tune}"
     found = tune_learning_rates(s, out, grid=GridOptions(workers=args.workers), log=print)
-    stored = json.loads(STORED.read_text()) if STORED.exists() else {}
-    stored[args.tune] = found
-    STORED.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
+    store_profile_result(STORED, args.tune, found)
     print(json.dumps(found, indent=1))
     return 0
 
