@@ -23,11 +23,15 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
+# One pytest worker process per core (at most 4; TEST_WORKERS=0 runs in this process). Each test
+# file runs whole in one worker, so its module fixtures are built once.
+TEST_WORKERS ?= auto
+XDIST := -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 test-all: $(VENV)/.installed-test
-	$(PY) -m pytest -q -m "slow or not slow"
+	$(PY) -m pytest -q $(XDIST) -m "slow or not slow"
 
 # The main job: the MWG comparison under the NM-RNN authors' protocol beside the library's standard
 # one (R1), with one worker per core (at most 2).
