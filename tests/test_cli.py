@@ -88,6 +88,36 @@ def test_reproduce_exit_status_and_strict(tmp_path, monkeypatch, capsys, reprodu
     assert f"reproduced: {reproduced}" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["reproduce", "hopf", "--search"], "reproduction 'hopf' has no stored search; the ones with a search: sine-meta, composition"),
+    (["reproduce", "composition", "--search", "--trials", "0"], "trials must be a positive integer"),
+    (["reproduce", "composition", "--trials", "3"], "--trials applies to --search only"),
+])
+def test_reproduce_search_refuses_bad_arguments_in_one_line(tmp_path, capsys, argv, message):
+    assert main(argv + ["--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists()
+
+
+def test_reproduce_search_runs_the_registered_search(tmp_path, monkeypatch, capsys):
+    import nmrnn.experiments.registry as registry
+
+    calls = []
+
+    def fake(name, out, **kwargs):
+        calls.append((name, out, kwargs))
+        return {"best": {"GRU": {"lr": 1e-3}}, "trials": {"GRU": []}}
+
+    monkeypatch.setattr(registry, "run_search", fake)
+    assert main(["reproduce", "composition", "--search", "--profile", "smoke", "--trials", "2",
+                 "--out", str(tmp_path / "s")]) == 0
+    (name, out, kwargs), = calls
+    assert name == "composition" and out == tmp_path / "s"
+    assert kwargs["profile"] == "smoke" and kwargs["trials"] == 2 and kwargs["seed"] == 0
+    assert "stored the smoke profile's search of composition" in capsys.readouterr().out
+
+
 def test_compare_reference_protocol_is_refused_for_a_task_without_one(tmp_path, capsys):
     assert main(["compare", "--task", "eft", "--protocol", "reference", "--profile", "smoke", "--out", str(tmp_path / "c")]) == 2
     assert "protocol 'reference'" in capsys.readouterr().err

@@ -202,10 +202,20 @@ def cmd_reproduce(args) -> int:
             print(f"{name:8s} {rep.result_id:4s} {rep.description}" + (f"  [{times}]" if times else ""))
         return 0
     from .experiments.grid import GridOptions
-    from .experiments.registry import trains_grid
+    from .experiments.registry import run_search, trains_grid
 
     grid = GridOptions(args.workers, args.storage, args.study, args.force,
                        processes=False if args.in_process else None)
+    if args.trials is not None and not args.search:
+        raise ValueError("--trials applies to --search only (trials per model of the stored search)")
+    if args.search:
+        out = args.out or Path("results") / f"search-{args.name}-{args.profile}"
+        found = run_search(args.name, out, profile=args.profile, seed=args.seed, grid=grid, trials=args.trials,
+                           log=print)
+        stored = {k: v for k, v in found.items() if k not in ("trials",)}
+        print(json.dumps(stored, indent=1, default=str))
+        print(f"stored the {args.profile} profile's search of {args.name} (its studies are in {out})")
+        return 0
     out = args.out or Path("results") / f"reproduce-{args.name}"
     if args.name in REPRODUCTIONS and grid != GridOptions() and not trains_grid(REPRODUCTIONS[args.name]):
         print(f"note: {args.name} trains its runs one after the other; --workers/--storage/--study do not apply")
@@ -372,6 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smoke (seconds; exercises every output), quick (default; minutes) or paper (the published scale)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strict", action="store_true", help="exit with status 3 when the result is not reproduced")
+    p.add_argument("--search", action="store_true",
+                   help="run the reproduction's hyperparameter search at the profile's settings and store its result, "
+                        "where that profile reads it (sine-meta, composition), instead of the reproduction")
+    p.add_argument("--trials", type=int, default=None, help="with --search: trials per model (default: the profile's)")
     _grid_arguments(p)
     p.set_defaults(func=cmd_reproduce)
 

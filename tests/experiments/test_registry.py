@@ -146,6 +146,55 @@ def test_every_registered_reproduction_resolves_to_a_run_function():
         # result ids: R<n> (published results), T<n> (the field's standard tasks, e.g. T8) or M<n>
         # (the derivation behind a model of the spec: M6's rate reduction, M4's local rules)
         assert rep.result_id[:1] in ("R", "T", "M") and rep.claim and rep.description
+        if rep.search is not None:
+            module, attr = rep.search.target
+            fn = getattr(importlib.import_module(module), attr)
+            assert list(inspect.signature(fn).parameters)[:3] == ["out_dir", "profile", "seed"], name
+            assert {"grid", "trials", "log"} <= set(inspect.signature(fn).parameters), name
+
+
+def test_the_reproductions_with_a_stored_search():
+    assert registry.searching() == ["sine-meta", "composition"]
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, match",
+    [
+        ("hopf", {}, "reproduction 'hopf' has no stored search; the ones with a search: sine-meta, composition"),
+        ("nope", {}, "unknown reproduction 'nope'"),
+        ("composition", {"profile": "full"}, "unknown profile 'full'"),
+        ("composition", {"trials": 0}, "trials must be a positive integer .*got 0"),
+        ("composition", {"trials": 2.5}, "trials must be a positive integer .*got 2.5"),
+        ("composition", {"seed": -1}, "seed must be"),
+    ],
+)
+def test_a_search_with_bad_arguments_is_refused_before_running(name, kwargs, match, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        registry.run_search(name, tmp_path / "never", **kwargs)
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_search_runs_at_the_profiles_settings_and_is_stored_where_the_profile_reads_it(tmp_path, monkeypatch):
+    """The composition search at the smoke settings with one trial per model: every model's best
+    values are stored under the profile, and the trials ran into the given folder."""
+    import dataclasses
+
+    from nmrnn.experiments import composition
+
+    stored = tmp_path / "stored.json"
+    monkeypatch.setattr(composition, "STORED", stored)
+    found = registry.run_search("composition", tmp_path / "search", profile="smoke", trials=1)
+    on_disk = json.loads(stored.read_text())
+    assert list(on_disk) == ["smoke"] and on_disk["smoke"]["best"] == found["best"]
+    assert found["settings"]["sweep_trials"] == 1
+    s = composition.PROFILES["smoke"]
+    assert set(found["best"]) == set(s.models)
+    assert all(len(rows) == 1 for rows in found["trials"].values())
+    assert (tmp_path / "search" / "sweeps").is_dir()
+    # the smoke profile now reads its hyperparameters from the stored search
+    hyper, source, _ = composition.hyperparameters(
+        dataclasses.replace(s, hyper="stored"), "smoke", tmp_path / "unused", 0, None)
+    assert hyper == found["best"] and "stored TPE search" in source
 
 
 def test_to_jsonable():

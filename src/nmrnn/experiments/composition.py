@@ -51,8 +51,8 @@ the same random start-up trials (common random numbers for the robustness compar
 e-nmRNNs' third parameter changes their draws).
 The paper profile runs the search (100 trials per model) into the output folder
 (``hyperparameters.json``, reused when the profile runs again); the quick profile reuses the
-stored search at its own sizes (``composition_sweep.json`` next to this module, made by ``python
--m nmrnn.experiments.composition --tune quick``; its settings, trials and date are stored with it);
+stored search at its own sizes (``composition_sweep.json`` next to this module, made by ``nmrnn
+reproduce composition --search --profile quick``; its settings, trials and date are stored with it);
 the smoke profile runs a 2-trial search.
 
 Measurements
@@ -424,7 +424,7 @@ def hyperparameters(s: CompositionSettings, profile: str, out_dir: Path, seed: i
     stored = json.loads(STORED.read_text()).get(profile) if STORED.exists() else None
     if stored is None or not _matches(stored, s):
         raise ValueError(f"no stored search for the {profile} profile's settings in {STORED.name}; "
-                         f"run python -m nmrnn.experiments.composition --tune {profile}")
+                         f"run nmrnn reproduce composition --search --profile {profile}")
     st = stored["settings"]
     return stored["best"], (f"the stored TPE search at these sizes ({STORED.name}: {st['sweep_trials']} trials per model, "
                             f"objective {st['objective']}, {stored['date']})"), stored["trials"]
@@ -728,27 +728,14 @@ def _figures(out: Path, s: CompositionSettings, per_seed, trials, hyper) -> list
     return [str(Path(w).relative_to(out)) for w in written]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m nmrnn.experiments.composition --tune PROFILE [--out DIR] [--workers N]``: run the
-    TPE search at a profile's settings and store its result in ``composition_sweep.json``."""
-    import argparse
-
-    p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("--tune", required=True, choices=["smoke", "quick", "paper"])
-    p.add_argument("--out", type=Path, default=None)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--trials", type=int, default=None, help="trials per model (default: the profile's)")
-    args = p.parse_args(argv)
-    s = PROFILES[args.tune]
-    if args.trials is not None:
-        s = replace(s, sweep_trials=args.trials)
-    out = args.out or Path("results") / f"composition-tune-{args.tune}"
-    found = tune_hyperparameters(s, out, seed=args.seed, grid=GridOptions(workers=args.workers), log=print)
-    store_profile_result(STORED, args.tune, found)
-    print(json.dumps({k: v for k, v in found.items() if k != "trials"}, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def search(out_dir: Path, profile: str, seed: int = 0, *, grid: GridOptions | None = None, trials: int | None = None,
+           log=None) -> dict[str, Any]:
+    """The TPE search at ``profile``'s settings (``trials`` per model; default the profile's), run
+    into ``out_dir`` and stored in ``composition_sweep.json``, where that profile reads it
+    (``nmrnn reproduce composition --search``)."""
+    s = PROFILES[profile]
+    if trials is not None:
+        s = replace(s, sweep_trials=trials)
+    found = tune_hyperparameters(s, out_dir, seed=seed, grid=grid, log=log)
+    store_profile_result(STORED, profile, found)
+    return found

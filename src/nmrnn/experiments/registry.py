@@ -59,6 +59,10 @@ class Reproduction:
     """One published result and the function that reproduces it (see the module docstring).
 
     ``runtime``: expected wall time per profile name, shown by ``nmrnn reproduce --list``.
+    ``search``: for a reproduction whose smaller profiles reuse a stored hyperparameter search, the
+    function that runs that search at a profile's settings and stores its result
+    (``search(out_dir, profile, seed, grid=..., trials=...) -> dict``; :func:`run_search`,
+    ``nmrnn reproduce NAME --search``).
     """
 
     name: str
@@ -68,6 +72,7 @@ class Reproduction:
     claim: str
     run: RunFn
     runtime: Mapping[str, str] = field(default_factory=dict)
+    search: RunFn | None = None
 
 
 def lazy(module: str, attr: str = "run") -> RunFn:
@@ -162,6 +167,38 @@ def trains_grid(rep: Reproduction) -> bool:
         module, attr = fn.target
         fn = getattr(importlib.import_module(module), attr)
     return "grid" in inspect.signature(fn).parameters
+
+
+def searching() -> list[str]:
+    """The names of the reproductions with a stored hyperparameter search."""
+    return [name for name, rep in REPRODUCTIONS.items() if rep.search is not None]
+
+
+def run_search(name: str, out_dir: str | Path, profile: str = "quick", seed: int = 0, grid=None,
+               trials: int | None = None, log=None) -> dict:
+    """Run the hyperparameter search of reproduction ``name`` at ``profile``'s settings into
+    ``out_dir`` (resumable: an interrupted search continues where it stopped) and store its result
+    with the reproduction, where its ``profile`` reads it. ``trials``: trials per model (default:
+    the profile's). Returns the stored result. Raises ``ValueError`` before anything runs for an
+    unknown name, a reproduction without a search, a bad profile, seed or trial count.
+    """
+    check_choice("reproduction", name, REPRODUCTIONS)
+    rep = REPRODUCTIONS[name]
+    if rep.search is None:
+        raise ValueError(f"reproduction {name!r} has no stored search; the ones with a search: {', '.join(searching())}")
+    check_profile(profile)
+    seed = check_seed(seed)
+    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
+        raise ValueError(f"trials must be a positive integer (trials per model), got {trials!r}")
+    from ..train.guard import FolderLock
+    from ..train.run import check_run_path
+    from .grid import GridOptions
+
+    if grid is not None and not isinstance(grid, GridOptions):
+        raise ValueError(f"grid must be GridOptions, got {type(grid).__name__}")
+    out = check_run_path(out_dir)
+    with FolderLock(out):  # one search per folder
+        return rep.search(out, profile, seed, grid=grid, trials=trials, log=log)
 
 
 def run_reproduction(name: str, out_dir: str | Path, profile: str = "quick", seed: int = 0, grid=None) -> dict:
@@ -519,6 +556,7 @@ register(
             "emergence of the oscillation (rest for A = 0, a limit cycle for A > 0)."
         ),
         run=lazy("sine_meta"),
+        search=lazy("sine_meta", "search"),
         runtime={"smoke": "about 1 min on a CPU", "quick": "about 10 min on 2 CPU cores with --workers 2 (estimate)",
                  "paper": "about 3 h on 2 CPU cores with --workers 2, the TPE search included (estimate)"},
     )
@@ -574,6 +612,7 @@ register(
             "generalisation."
         ),
         run=lazy("composition"),
+        search=lazy("composition", "search"),
         runtime={"smoke": "about 40 s on a CPU", "quick": "about 10 min on 2 idle CPU cores with --workers 2 (25 min beside other jobs; stored search)",
                  "paper": "about 6 days on 2 CPU cores with --workers 2, the TPE search included (estimate)"},
     )
@@ -602,6 +641,8 @@ __all__ = [
     "REPRODUCTIONS",
     "Reproduction",
     "check",
+    "run_search",
+    "searching",
     "format_report",
     "lazy",
     "register",

@@ -23,8 +23,8 @@ each model (:mod:`nmrnn.experiments.sweep`; objective ``heldout/loss`` after
 :attr:`SineMetaSettings.sweep_updates` updates, one seed per trial) and trains with the best
 one; its result is stored in the output folder (``learning_rates.json``) and reused when the
 profile runs again. The quick profile reuses the stored result of the same search at its own sizes
-(``sine_meta_lr.json`` next to this module, made by ``python -m nmrnn.experiments.sine_meta
---tune quick``; its settings, trial count and date are stored with it and reported). The smoke
+(``sine_meta_lr.json`` next to this module, made by ``nmrnn reproduce sine-meta --search
+--profile quick``; its settings, trial count and date are stored with it and reported). The smoke
 profile uses one fixed rate.
 
 Measurements (per seed)
@@ -71,7 +71,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +202,7 @@ def learning_rates(s: SineMetaSettings, profile: str, out_dir: Path, seed: int, 
     stored = json.loads(STORED.read_text()).get(profile)
     if stored is None or any(stored["settings"].get(k) != v for k, v in _search_key(s).items()):
         raise ValueError(f"no stored learning-rate search for the {profile} profile's sizes in {STORED.name}; "
-                         f"run python -m nmrnn.experiments.sine_meta --tune {profile}")
+                         f"run nmrnn reproduce sine-meta --search --profile {profile}")
     st = stored["settings"]
     return stored["lr"], (f"the stored TPE search at these sizes ({STORED.name}: {st['sweep_trials']} trials per model, "
                           f"objective {st['objective']}, {stored['date']})")
@@ -367,28 +367,14 @@ def _figures(out: Path, per_seed: dict[str, list[dict]], summary: dict, task: Si
     return [str(Path(w).relative_to(out)) for w in written]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m nmrnn.experiments.sine_meta --tune PROFILE [--out DIR] [--workers N]``: run the
-    learning-rate search at a profile's sizes and store its result in ``sine_meta_lr.json``."""
-    import argparse
-
-    p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("--tune", required=True, choices=["smoke", "quick", "paper"])
-    p.add_argument("--out", type=Path, default=None)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--trials", type=int, default=None, help="trials per model (default: the profile's)")
-    args = p.parse_args(argv)
-    s = PROFILES[args.tune]
-    if args.trials is not None:
-        from dataclasses import replace
-
-        s = replace(s, sweep_trials=args.trials)
-    out = args.out or Path("results") / f"sine-meta-tune-{args.tune}"
-    found = tune_learning_rates(s, out, grid=GridOptions(workers=args.workers), log=print)
-    store_profile_result(STORED, args.tune, found)
-    print(json.dumps(found, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def search(out_dir: Path, profile: str, seed: int = 0, *, grid: GridOptions | None = None, trials: int | None = None,
+           log=None) -> dict[str, Any]:
+    """The learning-rate search at ``profile``'s sizes (``trials`` per model; default the
+    profile's), run into ``out_dir`` and stored in ``sine_meta_lr.json``, where that profile reads
+    it (``nmrnn reproduce sine-meta --search``)."""
+    s = PROFILES[profile]
+    if trials is not None:
+        s = replace(s, sweep_trials=trials)
+    found = tune_learning_rates(s, out_dir, seed=seed, grid=grid, log=log)
+    store_profile_result(STORED, profile, found)
+    return found
