@@ -395,8 +395,8 @@ register(
             "has the lowest L2 loss on extrapolated intervals and its ramps keep the right slope."
         ),
         run=lazy("nmrnn_paper", "run_mwg"),
-        runtime={"smoke": "about 1 min on 2 CPU cores", "quick": "about 10 min on 2 CPU cores with --workers 2",
-                 "paper": "about 3-4 h on 2 CPU cores with --workers 2 (two arms)"},
+        runtime={"smoke": "about 1 min on 2 CPU cores", "quick": "about 5 min on 2 CPU cores with --workers 2 (4.7 min measured)",
+                 "paper": "about 3-4 h on 2 CPU cores with --workers 2 (two arms; estimate)"},
     )
 )
 register(
@@ -421,8 +421,8 @@ register(
         description="Element Finder at ~500 parameters over the paper's grid: NM-RNNs vs LR-RNNs, vanilla RNNs and the LSTM",
         claim="At about 500 parameters NM-RNNs beat LR-RNNs and vanilla RNNs, close to the LSTM.",
         run=lazy("nmrnn_paper", "run_eft"),
-        runtime={"smoke": "about 1 min on 2 CPU cores", "quick": "about 10 min on 2 CPU cores with --workers 2",
-                 "paper": "about 1 h on 2 CPU cores with --workers 2"},
+        runtime={"smoke": "about 1 min on 2 CPU cores", "quick": "about 9 min on 2 CPU cores with --workers 2 (8.9 min measured)",
+                 "paper": "about 1 h on 2 CPU cores with --workers 2 (estimate)"},
     )
 )
 
@@ -437,7 +437,7 @@ register(
             "NM-RNN learns MemoryAnti while keeping the other three tasks."
         ),
         run=lazy("multitask"),
-        runtime={"smoke": "about 1 min on a CPU", "quick": "about 10 min on a CPU (less with --workers 2)",
+        runtime={"smoke": "about 1 min on a CPU", "quick": "about 4 min on 2 CPU cores with --workers 2 (3.8 min measured)",
                  "paper": "about 3 h on 2 CPU cores with --workers 2 (estimate: 6 h on one process)"},
     )
 )
