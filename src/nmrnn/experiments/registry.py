@@ -593,8 +593,8 @@ register(
             "regularisation reduce degeneracy at all three levels."
         ),
         run=lazy("degeneracy"),
-        runtime={"smoke": "about 50 s of CPU on 2 cores", "quick": "about 8 min on 2 idle CPU cores with --workers 2 "
-                 "(13 min of CPU; 28 min measured beside other jobs at load 8)",
+        runtime={"smoke": "about 50 s of CPU on 2 cores", "quick": "about 5 min on 2 idle CPU cores with --workers 2 "
+                 "(4.6 min measured; 28 min beside other jobs at load 8)",
                  "paper": "many hours (3,100 networks; estimate) with workers and ensembles"},
     )
 )
