@@ -101,7 +101,7 @@ import datetime
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,7 @@ from ..tasks.composition import MAX_BASIS
 from ..train.checkpoint import atomic_write_json
 from .compare import ModelEntry, grid_arguments, resolve_sizes, run_compare, slug
 from .grid import GridOptions
-from .profiles import Profiles, store_profile_result
+from .profiles import Profiles, search_and_store
 from .registry import check, verdict_of
 from .statistics import ALPHA, rank_test
 
@@ -733,9 +733,5 @@ def search(out_dir: Path, profile: str, seed: int = 0, *, grid: GridOptions | No
     """The TPE search at ``profile``'s settings (``trials`` per model; default the profile's), run
     into ``out_dir`` and stored in ``composition_sweep.json``, where that profile reads it
     (``nmrnn reproduce composition --search``)."""
-    s = PROFILES[profile]
-    if trials is not None:
-        s = replace(s, sweep_trials=trials)
-    found = tune_hyperparameters(s, out_dir, seed=seed, grid=grid, log=log)
-    store_profile_result(STORED, profile, found)
-    return found
+    return search_and_store(PROFILES, profile, trials, STORED,
+                            lambda s: tune_hyperparameters(s, out_dir, seed=seed, grid=grid, log=log))

@@ -64,3 +64,17 @@ def store_profile_result(path: Path, profile: str, result: Any) -> None:
     stored = json.loads(path.read_text()) if path.exists() else {}
     stored[check_profile(profile)] = result
     atomic_write_text(path, json.dumps(stored, indent=1, sort_keys=True) + "\n")
+
+
+def search_and_store(profiles: Profiles, profile: str, trials: int | None, path: Path, search) -> dict[str, Any]:
+    """Run ``search(settings)`` at ``profile``'s settings (with ``sweep_trials=trials`` when
+    given) and store its result under ``profile`` in ``path`` (:func:`store_profile_result`),
+    where that profile reads it back. Returns the result."""
+    from dataclasses import replace
+
+    settings = profiles[profile]
+    if trials is not None:
+        settings = replace(settings, sweep_trials=trials)
+    found = search(settings)
+    store_profile_result(path, profile, found)
+    return found

@@ -71,7 +71,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ from ..train.checkpoint import atomic_write_json
 from ..train.run import load_run, load_snapshots
 from .compare import ModelEntry, grid_arguments, resolve_sizes, run_compare, slug
 from .grid import GridOptions
-from .profiles import Profiles, store_profile_result
+from .profiles import Profiles, search_and_store
 from .registry import check, verdict_of
 from .statistics import ALPHA, rank_test
 
@@ -372,9 +372,5 @@ def search(out_dir: Path, profile: str, seed: int = 0, *, grid: GridOptions | No
     """The learning-rate search at ``profile``'s sizes (``trials`` per model; default the
     profile's), run into ``out_dir`` and stored in ``sine_meta_lr.json``, where that profile reads
     it (``nmrnn reproduce sine-meta --search``)."""
-    s = PROFILES[profile]
-    if trials is not None:
-        s = replace(s, sweep_trials=trials)
-    found = tune_learning_rates(s, out_dir, seed=seed, grid=grid, log=log)
-    store_profile_result(STORED, profile, found)
-    return found
+    return search_and_store(PROFILES, profile, trials, STORED,
+                            lambda s: tune_learning_rates(s, out_dir, seed=seed, grid=grid, log=log))
