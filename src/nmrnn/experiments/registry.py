@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_choice, check_seed
+from .._validation import check_choice, check_positive_int, check_seed
 from .profiles import PROFILE_NAMES, check_profile
 
 #: The profile names every reproduction accepts (the one profile type, smallest first).
@@ -188,8 +188,8 @@ def run_search(name: str, out_dir: str | Path, profile: str = "quick", seed: int
         raise ValueError(f"reproduction {name!r} has no stored search; the ones with a search: {', '.join(searching())}")
     check_profile(profile)
     seed = check_seed(seed)
-    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
-        raise ValueError(f"trials must be a positive integer (trials per model), got {trials!r}")
+    if trials is not None:
+        trials = check_positive_int("trials", trials)
     from ..train.guard import FolderLock
     from ..train.run import check_run_path
     from .grid import GridOptions
