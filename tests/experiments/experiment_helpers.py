@@ -1,13 +1,38 @@
-"""Helpers of the experiment tests: interrupting a reproduction's training once, comparing
-summaries without their wall-clock timings, and the environment of CLI subprocesses."""
+"""Helpers of the experiment tests: the smoke profile's outputs, interrupting a reproduction's
+training once, comparing summaries without their wall-clock timings, and the environment of CLI
+subprocesses."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
+# Reproductions whose smoke test lives in their own test file, beside the tests that reuse that smoke
+# run (resume, retraining), so that one pytest worker computes it once; test_smoke.py runs the rest.
+SMOKED_IN_OWN_FILE = {
+    "flipflop": "test_flipflop.py",
+    "multitask": "test_nmrnn_paper.py",
+    "rank1": "test_nmrnn_theory.py",
+}
+
 TIMING_KEYS = frozenset({"train_seconds", "seconds", "elapsed_s", "started"})
+
+
+def check_smoke_outputs(name: str, summary: dict, out: Path) -> None:
+    """The smoke profile of reproduction ``name`` (its ``summary`` and folder ``out``) wrote a
+    finished ``summary.json`` with checks, ``report.md`` and every figure it lists."""
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk == summary
+    assert summary["status"] == "finished" and summary["profile"] == "smoke"
+    assert summary["checks"] and all({"name", "value", "criterion", "passed"} <= set(c) for c in summary["checks"])
+    report = (out / "report.md").read_text()
+    assert report.startswith(f"# {summary['result_id']} `{name}`")
+    assert summary["figures"], "every reproduction draws at least one figure"
+    for fig in summary["figures"]:
+        assert (out / fig).stat().st_size > 0, fig
+        assert f"]({fig})" in report
 
 
 class TrainingInterrupted(RuntimeError):

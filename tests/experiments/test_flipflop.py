@@ -18,7 +18,12 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from experiment_helpers import TrainingInterrupted, interrupt_training_once, without_timings
+from experiment_helpers import (
+    TrainingInterrupted,
+    check_smoke_outputs,
+    interrupt_training_once,
+    without_timings,
+)
 
 from nmrnn.analysis import clamp_preimage, find_saddles, follow_unstable_manifolds
 from nmrnn.experiments import flipflop, grid
@@ -346,6 +351,10 @@ def test_short_training_gives_eight_memories_at_the_corners(tmp_path):
     nxt = trained.model.step(LeakyState(jnp.asarray(res.fixed_points.points[res.stable_index])),
                              jnp.zeros(3)).x
     np.testing.assert_allclose(np.asarray(nxt), res.fixed_points.points[res.stable_index], atol=1e-4)
+
+
+def test_smoke_profile_writes_summary_report_and_figures(smoke_run):
+    check_smoke_outputs("flipflop", smoke_run("flipflop"), smoke_run.dir("flipflop"))
 
 
 def test_smoke_reproduction_resumes_after_an_interruption(tmp_path, monkeypatch, smoke_run):

@@ -195,6 +195,12 @@ def test_r4_models_route_the_rule_inputs_and_retrain_their_stated_group():
             assert model.z_inputs == train.context_channels and model.x_inputs == train.sensory_channels
 
 
+def test_r4_smoke_profile_writes_summary_report_and_figures(smoke_run):
+    from experiment_helpers import check_smoke_outputs
+
+    check_smoke_outputs("multitask", smoke_run("multitask"), smoke_run.dir("multitask"))
+
+
 def test_r4_retraining_starts_from_the_first_training_and_moves_only_its_group(smoke_run):
     """The smoke profile's two grids: every retraining run starts from its model's first training
     (``init_from``) and changes only the group it retrains."""

@@ -53,6 +53,12 @@ def test_rank1_profiles_and_run_spec():
     assert (model.n_nm, model.rank, float(model.tau_x)) == (20, 1, 2.0) and task.mask_pad == 5
 
 
+def test_rank1_smoke_profile_writes_summary_report_and_figures(smoke_run):
+    from experiment_helpers import check_smoke_outputs
+
+    check_smoke_outputs("rank1", smoke_run("rank1"), smoke_run.dir("rank1"))
+
+
 def test_rank1_smoke_reproduction_resumes_after_an_interruption(tmp_path, monkeypatch, smoke_run):
     """Interrupt training after a checkpoint, run again: the numbers equal an uninterrupted run's."""
     import json
