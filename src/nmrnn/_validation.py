@@ -7,25 +7,39 @@ function is compiled, and raises ``ValueError`` naming the bad value and what is
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+import numpy as np
+
+
+def _integer(value: Any) -> int | None:
+    """``value`` as an int if it is an integer (a Python or NumPy integer, or a finite float with
+    no fraction); None otherwise. Booleans are not integers here."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    return None
 
 
 def check_positive_int(name: str, value: Any) -> int:
     """Return ``value`` as an int if it is a positive integer, else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+    v = _integer(value)
+    if v is None or v <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return v
 
 
 def check_nonnegative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+    """Return ``value`` as an int if it is an integer >= 0, else raise ``ValueError``."""
+    v = _integer(value)
+    if v is None or v < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
+    return v
 
 
 def check_positive(name: str, value: Any) -> float:

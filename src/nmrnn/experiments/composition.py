@@ -107,6 +107,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_positive_int
 from ..tasks.composition import MAX_BASIS
 from ..train.checkpoint import atomic_write_json
 from .compare import ModelEntry, grid_arguments, resolve_sizes, run_compare, slug
@@ -135,12 +136,6 @@ GATED = ("GRU", "LSTM")
 MODEL_LABELS = (E_NM, E_NM_SPATIAL, "vanilla RNN", "GRU", "LSTM", "NM-RNN", "Transformer", "HiPPO-LegT", "coRNN")
 #: The models the checks need.
 REQUIRED = (E_NM, E_NM_SPATIAL, *GATED)
-
-
-def _positive_int(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(v)
 
 
 def _range(name: str, r: Any) -> tuple[float, float]:
@@ -188,7 +183,7 @@ class CompositionSettings:
         for name in ("n_hidden", "t_rank", "epochs", "seeds", "keep_every_epochs", "k_tuned", "n_nm",
                      "sweep_trials", "sweep_epochs", "n_train", "n_test", "input_steps", "output_steps",
                      "n_harmonics", "batch_size"):
-            object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
+            object.__setattr__(self, name, check_positive_int(name, getattr(self, name)))
         ks = tuple(self.k_values) if isinstance(self.k_values, Sequence) else None
         if not ks:
             raise ValueError(f"k_values must be a non-empty list of integers, got {self.k_values!r}")
