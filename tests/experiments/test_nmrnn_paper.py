@@ -141,6 +141,14 @@ def test_r3_criteria_pass_fail_and_undecided():
     # Far from the LSTM only.
     checks, _ = eft_checks(*_eft_numbers(3.0, 4.0, 8.0, 1.0), chance)
     assert [c["name"] for c in checks if not c["passed"]] == ["NM-RNN close to the LSTM"]
+    # Bimodal LSTM seeds: half learn, half stay at chance; its mean is high, its median low.
+    per_seed, groups = _eft_numbers(10.0, 30.0, 30.0, 1.0)
+    per_seed["LSTM N=10"] = [0.5] * 5 + [30.0] * 5
+    checks, facts = eft_checks(per_seed, groups, chance)
+    assert facts["best_seeds_learned"]["LSTM"] == "5 of 10" and facts["best_seeds_learned"]["LR-RNN"] == "0 of 10"
+    assert facts["best_median_test_mse"]["LSTM"] == pytest.approx(15.25)
+    assert facts["best_median_test_mse"]["NM-RNN"] == pytest.approx(np.median(per_seed["NM-RNN M=5 N=18 K=8"]))
+    assert all(c["passed"] for c in checks)  # the mean criterion, fixed before any run, is what decides
     # Nobody learned: every check undecided, whatever the order.
     checks, facts = eft_checks(*_eft_numbers(30.0, 31.0, 32.0, 29.0), chance)
     assert not facts["learned"] and all(c.get("decided") is False for c in checks)

@@ -263,8 +263,14 @@ def eft_checks(per_seed: dict[str, Sequence[float]], groups: dict[str, list[str]
     checks.append(check("NM-RNN close to the LSTM", [mean[nm], lstm], mean[nm] <= EFT_LSTM_TOLERANCE * lstm,
                         f"best NM-RNN configuration's mean test MSE at most {EFT_LSTM_TOLERANCE:g} x the LSTM's",
                         decided=learned))
+    # Reported beside the checks: a class mean can hide bimodal seeds (some learn, some stay at chance).
+    threshold = EFT_LEARNED_FRACTION * chance
+    median = {g: float(np.median(per_seed[label])) for g, label in best.items()}
+    seeds_learned = {g: f"{int(np.sum(np.asarray(per_seed[label]) < threshold))} of {len(per_seed[label])}"
+                     for g, label in best.items()}
     return checks, {"best_configuration": best, "learned": learned, "chance_mse": chance,
-                    "best_mean_test_mse": min(mean.values())}
+                    "best_mean_test_mse": min(mean.values()), "best_median_test_mse": median,
+                    "best_seeds_learned": seeds_learned}
 
 
 def internal_states(model, task: ElementFinder, key, n_trials: int = 100) -> tuple[dict, dict, dict]:
@@ -310,7 +316,10 @@ def run_eft(out_dir: Path, profile: str, seed: int, grid: GridOptions | None = N
     plots.plot_states(by_value, Path(out_dir) / "states_by_value.png", f"{nm_label}: element values (query 10)", onsets)
     plots.plot_states(by_query, Path(out_dir) / "states_by_query.png", f"{nm_label}: query indices (element 5)", onsets)
     stats = {k: {"params": v["params"], "lr": v["lr"], **_stat(per_seed[k])} for k, v in summary["models"].items()}
-    note = "" if facts["learned"] else (
+    spread = ("Seeds of each class's best configuration below half of chance (learned): "
+              + ", ".join(f"{g} {n}" for g, n in facts["best_seeds_learned"].items()) + "; medians: "
+              + ", ".join(f"{g} {m:.3g}" for g, m in facts["best_median_test_mse"].items()) + ".\n\n")
+    note = spread if facts["learned"] else spread + (
         f"No configuration learned the task at this profile (best mean test MSE {facts['best_mean_test_mse']:.3g}, "
         f"chance {chance:.3g}): every check is undecided.\n\n")
     return {
