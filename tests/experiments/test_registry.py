@@ -153,6 +153,18 @@ def test_every_registered_reproduction_resolves_to_a_run_function():
             assert {"grid", "trials", "log"} <= set(inspect.signature(fn).parameters), name
 
 
+def test_the_readme_names_every_reproduction_that_trains_a_grid():
+    """The README's list of the reproductions that take ``--workers``/``--storage`` is the registry's."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    listed = re.search(r"the reproductions that train several networks \(([^)]*)\)", readme)
+    assert listed, "README: the sentence listing the reproductions that train a grid"
+    names = re.findall(r"`([^`]+)`", listed.group(1))
+    assert names == [n for n, rep in REPRODUCTIONS.items() if registry.trains_grid(rep)]
+
+
 def test_the_reproductions_with_a_stored_search():
     assert registry.searching() == ["sine-meta", "composition"]
 
