@@ -45,13 +45,17 @@ def test_match_params_picks_the_paper_size(tmp_path, capsys):
         (["train", "--model", "vanilla", "--task", "mwg", "--out", "X", "--model-opt", "colour=3"], "unknown option"),
         (["compare", "--task", "nope"], "unknown task 'nope'"),
         (["compare", "--models", "nmrnn", "vanilla"], "needs an explicit size"),
+        (["compare", "--task", "mwg", "--seeds", "0"], "seeds must be a positive integer, got 0"),
+        (["compare", "--task", "mwg", "--workers", "0"], "workers must be a positive integer, got 0"),
         (["evaluate", "/nonexistent/run"], "not a run directory"),
     ],
 )
 def test_bad_input_is_refused_with_a_message(argv, msg, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
-    assert msg in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert msg in err and len(err.strip().splitlines()) == 1  # one line
+    assert out == ""  # nothing announced before the refusal
     assert not (tmp_path / "X").exists()  # nothing written before validation
 
 

@@ -164,7 +164,6 @@ def cmd_compare(args) -> int:
     suffix = "" if args.protocol == "standard" else f"-{args.protocol}"
     out = args.out or Path("results") / f"compare-{args.task}-{args.profile}{suffix}"
     entries = [parse_model_entry(m) for m in args.models] if args.models else None
-    print(f"comparing on {args.task} ({args.profile} profile, {args.protocol} protocol) -> {out}")
     summary = run_compare(
         args.task,
         out_dir=out,

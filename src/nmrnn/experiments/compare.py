@@ -308,6 +308,8 @@ def run_compare(
 
     grid = dict(GridOptions(workers, storage, study_name, force, vmap_seeds, processes).kwargs(), progress=progress, log=log)
     out = check_run_path(out_dir)
+    if log:  # once every argument is accepted
+        log(f"comparing on {task} ({profile} profile, {protocol} protocol) -> {out}")
     with FolderLock(out):
         return _run_compare_locked(task, task_obj, plan, entries, sized, n_seeds, total, task_options,
                                    profile, protocol, out, figures, grid, log)
