@@ -156,3 +156,36 @@ def test_the_console_script_writes_each_line_as_it_is_printed(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_signal_after_the_command_is_done_leaves_with_its_exit_code():
+    """SIGTERM during the interpreter's teardown (here an exit handler that takes its time) after
+    the command finished: the process ends with the command's code, not killed by the signal."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    code = (
+        "import atexit, time, nmrnn.cli as cli\n"
+        "def main(**kwargs):\n"
+        "    atexit.register(time.sleep, 30)\n"
+        "    print('done', flush=True)\n"
+        "    return 0\n"
+        "cli.main = main\n"
+        "cli.entry()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline() == "done\n"
+        time.sleep(0.5)  # now in the exit handler
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -535,7 +535,24 @@ def entry() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+    if threading.current_thread() is threading.main_thread():
+        # The command is done and everything is written: a signal during the interpreter's
+        # teardown (which can take a while after compiled code ran) ends it with its own code.
+        signal.signal(signal.SIGINT, _exit_with(code))
+        signal.signal(signal.SIGTERM, _exit_with(code))
     sys.exit(code)
+
+
+def _exit_with(code: int):
+    def leave(signum, frame):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+    return leave
 
 
 if __name__ == "__main__":
