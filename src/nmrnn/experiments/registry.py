@@ -396,7 +396,7 @@ register(
         ),
         run=lazy("nmrnn_paper", "run_mwg"),
         runtime={"smoke": "about 1 min on 2 CPU cores", "quick": "about 5 min on 2 CPU cores with --workers 2 (4.7 min measured)",
-                 "paper": "about 3-4 h on 2 CPU cores with --workers 2 (two arms; estimate)"},
+                 "paper": "about 1.5 h on 2 CPU cores with --workers 2 (two arms; 90 min measured)"},
     )
 )
 register(
