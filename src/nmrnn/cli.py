@@ -521,12 +521,7 @@ def entry() -> None:
     """The ``nmrnn`` console script: :func:`main`, then exit. After a signal it leaves without the
     interpreter's teardown (compiled-code threads may still be running then). The command keeps
     its compiled programs in the on-disk cache of :mod:`nmrnn.runtime`. A signal that arrives
-    before :func:`main` takes over signal handling ends the process cleanly with 130 / 143.
-    Output is line-buffered, so that a log file (a long run, its worker processes) shows each line
-    when it is printed rather than when a buffer fills."""
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(line_buffering=True)
+    before :func:`main` takes over signal handling ends the process cleanly with 130 / 143."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _stop_before_start)
         signal.signal(signal.SIGTERM, _stop_before_start)
