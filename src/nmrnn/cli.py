@@ -527,27 +527,24 @@ def entry() -> None:
         signal.signal(signal.SIGTERM, _stop_before_start)
     code = main(compilation_cache=True)
     if code in (130, 143):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        _leave_now(code)
     if threading.current_thread() is threading.main_thread():
         # The command is done and everything is written: a signal during the interpreter's
         # teardown (which can take a while after compiled code ran) ends it with its own code.
-        signal.signal(signal.SIGINT, _exit_with(code))
-        signal.signal(signal.SIGTERM, _exit_with(code))
+        signal.signal(signal.SIGINT, lambda signum, frame: _leave_now(code))
+        signal.signal(signal.SIGTERM, lambda signum, frame: _leave_now(code))
     sys.exit(code)
 
 
-def _exit_with(code: int):
-    def leave(signum, frame):
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code)
-
-    return leave
+def _leave_now(code: int) -> None:
+    """Flush what was printed and end the process with ``code``, without the interpreter's
+    teardown."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a stream already closed in teardown
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

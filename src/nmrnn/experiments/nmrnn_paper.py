@@ -247,7 +247,8 @@ def eft_checks(per_seed: dict[str, Sequence[float]], groups: dict[str, list[str]
     :data:`EFT_LEARNED_FRACTION` x chance)."""
     mean = {k: float(np.mean(v)) for k, v in per_seed.items()}
     best = {g: min(labels, key=mean.get) for g, labels in groups.items()}
-    learned = min(mean.values()) < EFT_LEARNED_FRACTION * chance
+    threshold = EFT_LEARNED_FRACTION * chance  # a mean test MSE below it: the task was learned
+    learned = min(mean.values()) < threshold
     nm = best["NM-RNN"]
     checks = []
     for g in ("LR-RNN", "vanilla RNN"):
@@ -264,7 +265,6 @@ def eft_checks(per_seed: dict[str, Sequence[float]], groups: dict[str, list[str]
                         f"best NM-RNN configuration's mean test MSE at most {EFT_LSTM_TOLERANCE:g} x the LSTM's",
                         decided=learned))
     # Reported beside the checks: a class mean can hide bimodal seeds (some learn, some stay at chance).
-    threshold = EFT_LEARNED_FRACTION * chance
     median = {g: float(np.median(per_seed[label])) for g, label in best.items()}
     seeds_learned = {g: f"{int(np.sum(np.asarray(per_seed[label]) < threshold))} of {len(per_seed[label])}"
                      for g, label in best.items()}
