@@ -155,3 +155,44 @@ def test_a_signal_after_the_command_is_done_leaves_with_its_exit_code():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_second_signal_during_the_clean_up_after_a_stop_is_ignored():
+    """The first SIGTERM stops the command; one more while it cleans up (here a slow ``finally``)
+    neither cuts the clean-up short nor kills the process: it finishes, prints its one line and
+    leaves with 143."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time, nmrnn.cli as cli\n"
+        "def slow(args):\n"
+        "    try:\n"
+        "        print('running', flush=True)\n"
+        "        time.sleep(60)\n"
+        "    finally:\n"
+        "        print('cleaning up', flush=True)\n"
+        "        time.sleep(1.5)\n"
+        "        print('cleaned up', flush=True)\n"
+        "cli.cmd_list = slow\n"
+        "sys.argv = ['nmrnn', 'list']\n"
+        "cli.entry()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline() == "running\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout.readline() == "cleaning up\n"
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert out == "cleaned up\n"
+        assert proc.returncode == 143
+        assert err.strip().splitlines() == [
+            "nmrnn list: stopped by SIGTERM; run again with the same arguments (--resume for train) to continue"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

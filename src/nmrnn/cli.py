@@ -7,6 +7,7 @@ value and what is allowed, before any model is compiled.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import signal
@@ -450,51 +451,42 @@ def main(argv: list[str] | None = None, *, compilation_cache: bool = False) -> i
         if exc.code == 0:
             raise
         return 2
-    from .train.guard import FolderLockedError, Interrupted
+    from .train.guard import FolderLockedError, Interrupted, stop_on_signals
     from .train.loop import NonFiniteLossError
 
-    def on_term(signum, frame):
-        raise Interrupted(signum)
-
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, on_term)
-        if signal.getsignal(signal.SIGINT) is _stop_before_start:
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt from here on
-        if previous is _stop_before_start:
-            previous = signal.SIG_DFL
     bad_input = (ValueError, FileExistsError, FileNotFoundError, NotADirectoryError,
                  IsADirectoryError, PermissionError, FolderLockedError)
-    try:
-        _start_runtime(args, compilation_cache)
-        return args.func(args)
-    except Interrupted as exc:
-        print(f"nmrnn {args.command}: {exc}; run again with the same arguments (--resume for train) "
-              "to continue", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"nmrnn {args.command}: interrupted; run again with the same arguments (--resume for "
-              "train) to continue", file=sys.stderr)
-        return 130
-    except bad_input as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"nmrnn {args.command}: error: {_describe(exc)}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"nmrnn {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # a failure at run time: one line, the traceback with --debug
-        if args.debug:
-            traceback.print_exc()
-        print(f"nmrnn {args.command}: error: {type(exc).__name__}: {_describe(exc)} "
-              "(run with --debug for the traceback)", file=sys.stderr)
-        return 1
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    # The first SIGINT/SIGTERM stops the command (training first writes its checkpoint); later
+    # ones are ignored while it cleans up. Under the console script (`entry`) they are ignored
+    # from the end of the command until `entry` puts its own handlers in place.
+    with stop_on_signals(restore=lambda h: signal.SIG_IGN if h is _stop_before_start else h):
+        try:
+            _start_runtime(args, compilation_cache)
+            return args.func(args)
+        except Interrupted as exc:
+            print(f"nmrnn {args.command}: {exc}; run again with the same arguments (--resume for "
+                  "train) to continue", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print(f"nmrnn {args.command}: interrupted; run again with the same arguments (--resume "
+                  "for train) to continue", file=sys.stderr)
+            return 130
+        except bad_input as exc:
+            if args.debug:
+                traceback.print_exc()
+            print(f"nmrnn {args.command}: error: {_describe(exc)}", file=sys.stderr)
+            return 2
+        except NonFiniteLossError as exc:
+            if args.debug:
+                traceback.print_exc()
+            print(f"nmrnn {args.command}: error: {exc}", file=sys.stderr)
+            return 1
+        except Exception as exc:  # a failure at run time: one line, the traceback with --debug
+            if args.debug:
+                traceback.print_exc()
+            print(f"nmrnn {args.command}: error: {type(exc).__name__}: {_describe(exc)} "
+                  "(run with --debug for the traceback)", file=sys.stderr)
+            return 1
 
 
 def _start_runtime(args, compilation_cache: bool) -> None:
@@ -518,22 +510,30 @@ def _stop_before_start(signum, frame):
 
 
 def entry() -> None:
-    """The ``nmrnn`` console script: :func:`main`, then exit. After a signal it leaves without the
-    interpreter's teardown (compiled-code threads may still be running then). The command keeps
-    its compiled programs in the on-disk cache of :mod:`nmrnn.runtime`. A signal that arrives
-    before :func:`main` takes over signal handling ends the process cleanly with 130 / 143."""
-    if threading.current_thread() is threading.main_thread():
+    """The ``nmrnn`` console script: :func:`main`, then exit. A signal that arrives before
+    :func:`main` takes over signal handling ends the process cleanly with 130 / 143. One that
+    arrives after the command is done ends it with the command's own code: at once while Python
+    runs the exit handlers, and ignored in the native teardown after them (compiled-code
+    libraries can take a while there, where Python handlers no longer run). After a stop it
+    leaves without that teardown (compiled-code threads may still be running). The command keeps
+    its compiled programs in the on-disk cache of :mod:`nmrnn.runtime`."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:
         signal.signal(signal.SIGINT, _stop_before_start)
         signal.signal(signal.SIGTERM, _stop_before_start)
+        atexit.register(_ignore_stop_signals)  # registered first, so it runs after the others
     code = main(compilation_cache=True)
     if code in (130, 143):
         _leave_now(code)
-    if threading.current_thread() is threading.main_thread():
-        # The command is done and everything is written: a signal during the interpreter's
-        # teardown (which can take a while after compiled code ran) ends it with its own code.
+    if main_thread:
         signal.signal(signal.SIGINT, lambda signum, frame: _leave_now(code))
         signal.signal(signal.SIGTERM, lambda signum, frame: _leave_now(code))
     sys.exit(code)
+
+
+def _ignore_stop_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _leave_now(code: int) -> None:

@@ -12,6 +12,10 @@ that stop a run cleanly.
 * :func:`deferred_signals`: SIGINT and SIGTERM during training only set a flag; the loop finishes
   the compiled chunk in flight, writes its checkpoint and stops by raising :class:`Interrupted`
   (exit 130 for SIGINT, 143 for SIGTERM at the command line). No signal interrupts compiled code.
+* :func:`stop_on_signals`: around a whole command, the first SIGINT/SIGTERM raises
+  :class:`Interrupted`; once a stop is under way (raised there, or recorded by
+  :func:`deferred_signals`) further signals are ignored, so the clean-up that follows a stop
+  (checkpoints, a study's bookkeeping, the exit message) is never cut short by a second signal.
 """
 
 from __future__ import annotations
@@ -239,6 +243,11 @@ class _Flag:
         self.signum: int | None = None
 
 
+# Signals are process-wide, and so is this: the first stop signal of the command under way (set by
+# :func:`deferred_signals` and :func:`stop_on_signals`, read and reset by the latter).
+_STOP = _Flag()
+
+
 @contextlib.contextmanager
 def deferred_signals():
     """Within the block SIGINT/SIGTERM only record themselves (``flag.signum``); the caller checks
@@ -252,6 +261,8 @@ def deferred_signals():
     def handler(signum, frame):
         if flag.signum is None:
             flag.signum = signum
+        if _STOP.signum is None:
+            _STOP.signum = signum
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -259,6 +270,32 @@ def deferred_signals():
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def stop_on_signals(restore=None):
+    """Within the block the first SIGINT or SIGTERM raises :class:`Interrupted` (a
+    ``KeyboardInterrupt``; exit code 130 / 143); once a stop is under way, raised here or recorded
+    by a :func:`deferred_signals` block inside, later signals are ignored. On leaving, each signal's
+    previous handler is put back, passed through ``restore(handler)`` when given (for example to
+    ignore signals after a command is done). Outside the main thread this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if _STOP.signum is None:
+            _STOP.signum = signum
+            raise Interrupted(signum)
+
+    _STOP.signum = None
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, restore(h) if restore is not None else h)
+        _STOP.signum = None
 
 
 __all__ = [
@@ -272,4 +309,5 @@ __all__ = [
     "deferred_signals",
     "estimate_memory",
     "process_alive",
+    "stop_on_signals",
 ]
