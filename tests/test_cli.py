@@ -196,3 +196,33 @@ def test_a_second_signal_during_the_clean_up_after_a_stop_is_ignored():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_console_script_writes_each_line_as_it_is_printed(tmp_path):
+    """``nmrnn`` into a file or pipe (a log of a long run, the output of its worker processes) is
+    line-buffered: a line is there once printed, before the command ends."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env["PYTHONPATH"] = src + os.pathsep + os.environ.get("PYTHONPATH", "")
+
+    code = (
+        "import sys, time, nmrnn.cli as cli\n"
+        "def main(**kwargs):\n"
+        "    print('started', sys.stdout.line_buffering)\n"
+        "    time.sleep(20)\n"
+        "    return 0\n"
+        "cli.main = main\n"
+        "cli.entry()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline() == "started True\n"  # blocks until the line arrives
+        assert proc.poll() is None  # the command is still running
+    finally:
+        proc.kill()
+        proc.wait()

@@ -516,7 +516,12 @@ def entry() -> None:
     runs the exit handlers, and ignored in the native teardown after them (compiled-code
     libraries can take a while there, where Python handlers no longer run). After a stop it
     leaves without that teardown (compiled-code threads may still be running). The command keeps
-    its compiled programs in the on-disk cache of :mod:`nmrnn.runtime`."""
+    its compiled programs in the on-disk cache of :mod:`nmrnn.runtime`. Output is line-buffered,
+    so that a log file (a long run, its worker processes) shows each line when it is printed
+    rather than when a buffer fills."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
     main_thread = threading.current_thread() is threading.main_thread()
     if main_thread:
         signal.signal(signal.SIGINT, _stop_before_start)
