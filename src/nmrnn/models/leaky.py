@@ -207,8 +207,8 @@ class LeakyRNN(AbstractRecurrentModel):
         return dfx, fx
 
     def bptt_step(self, dfx, g):
-        gxd = self.rate("tau") * g.x
-        return LeakyState((1.0 - self.rate("tau")) * g.x + (gxd @ self.W) * dfx), g.x
+        a = self.rate("tau")
+        return LeakyState((1.0 - a) * g.x + (g.x @ (a * self.W)) * dfx), g.x
 
     def bptt_fields(self):  # with the readout's, which step does not read
         return ["W", "B", "C", "d"] + ([] if self.b is None else ["b"])
@@ -360,12 +360,12 @@ class LowRankRNN(AbstractRecurrentModel):
     def bptt_residuals(self, prev, new, xs):
         fx, dfx = value_and_derivative(get_activation(self.activation), prev.x)
         px = narrow_matmul(fx, self.R) * self._scale()  # R^T phi(x) / N
-        return dfx, (fx, px)
+        return dfx * self._scale(), (fx, px)  # loop-invariant factors formed for all steps at once
 
     def bptt_step(self, dfx, g):
         a = self.rate("tau")
-        gq = narrow_matmul(a * g.x, self.L)  # cotangent of R^T phi(x) / N
-        gx = (1.0 - a) * g.x + narrow_matmul(gq, self.R.T) * (self._scale() * dfx)
+        gq = narrow_matmul(g.x, a * self.L)  # cotangent of R^T phi(x) / N
+        gx = (1.0 - a) * g.x + narrow_matmul(gq, self.R.T) * dfx  # dfx: phi'(x), / N where scaled
         return LeakyState(gx), (g.x, gq)
 
     def bptt_fields(self):  # with the readout's, which step does not read

@@ -336,17 +336,18 @@ class NMRNN(AbstractRecurrentModel):
         fz, dfz = value_and_derivative(get_activation(self.activation), prev.z)
         px = narrow_matmul(fx, R) * self._scale()  # the low-rank projection R^T phi(x) / N
         s = self.gains(new.z)
-        return (px, s, dfx, dfz), (fx, fz, px, s)
+        # phi'(x) with the 1/N scale: a loop-invariant factor formed for all steps at once
+        return (px, s, dfx * self._scale(), dfz), (fx, fz, px, s)
 
     def bptt_step(self, res, g):
         px, s, dfx, dfz = res
         L, R = self.factors()
         ax, az = self.rate("tau_x"), self.rate("tau_z")
-        gq = narrow_matmul(ax * g.x, L)  # cotangent of diag(s) R^T phi(x) / N
+        gq = narrow_matmul(g.x, ax * L)  # cotangent of diag(s) R^T phi(x) / N
         gpre = gq * px * s * (1.0 - s)  # ... of the gains' pre-activation A_z z + b_z
         gz = g.z + narrow_matmul(gpre, self.A_z)  # z_t also reaches x_t through the gains
         gqs = gq * s
-        gx = (1.0 - ax) * g.x + narrow_matmul(gqs, R.T) * (self._scale() * dfx)
+        gx = (1.0 - ax) * g.x + narrow_matmul(gqs, R.T) * dfx
         gzd = az * gz  # cotangent of the z drive
         gz_prev = (1.0 - az) * gz + narrow_matmul(gzd, self.W_z) * dfz
         if self.B_zx is not None:
