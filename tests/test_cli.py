@@ -226,3 +226,25 @@ def test_the_console_script_writes_each_line_as_it_is_printed(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_the_console_script_runs_the_exit_handlers_and_leaves_with_the_commands_code(tmp_path):
+    """After the command the exit handlers still run (here one that writes a file, as temporary
+    folders are removed by theirs) and the process ends with the command's code."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "handler-ran"
+    code = (
+        "import atexit, pathlib, nmrnn.cli as cli\n"
+        "def main(**kwargs):\n"
+        f"    atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('yes'))\n"
+        "    print('done')\n"
+        "    return 3\n"
+        "cli.main = main\n"
+        "cli.entry()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3
+    assert done.stdout == "done\n"
+    assert marker.read_text() == "yes"

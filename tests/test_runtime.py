@@ -34,8 +34,8 @@ def test_cache_folder_from_the_environment(monkeypatch, tmp_path):
 
 
 def _train(out: Path, cache: str, cpus: str | None = None) -> np.lib.npyio.NpzFile:
-    # every program cached, however long it took to compile (the default threshold of 0.1 s would
-    # make the set of cached programs depend on the machine's load)
+    # every program cached, however long it took to compile (the library's default; set here so
+    # that a threshold would not make the set of cached programs depend on the machine's load)
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": SRC, "NMRNN_COMPILATION_CACHE": cache,
            "HOME": str(out.parent), "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
@@ -53,6 +53,20 @@ def _same(a, b) -> bool:
 
 def _entries(folder: Path) -> set[str]:
     return {p.name for p in folder.rglob("*") if p.is_file()}
+
+
+def test_the_nmrnn_cache_keeps_every_program_unless_the_user_set_a_threshold(tmp_path):
+    """Small programs too (JAX's default threshold leaves out those that compile fast, which short
+    jobs then compile again in every run); a user's JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS
+    is kept."""
+    code = ("import jax, nmrnn.runtime as r; r.enable_compilation_cache(); "
+            "print(jax.config.jax_persistent_cache_min_compile_time_secs)")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": SRC, "NMRNN_COMPILATION_CACHE": str(tmp_path / "c"),
+           "HOME": str(tmp_path)}
+    run = lambda e: subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True,  # noqa: E731
+                                   check=True).stdout.strip()
+    assert float(run(env)) == 0.0
+    assert float(run({**env, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "2.5"})) == 2.5
 
 
 def test_second_run_loads_the_programs_and_gives_the_same_numbers(tmp_path):

@@ -511,14 +511,15 @@ def _stop_before_start(signum, frame):
 
 def entry() -> None:
     """The ``nmrnn`` console script: :func:`main`, then exit. A signal that arrives before
-    :func:`main` takes over signal handling ends the process cleanly with 130 / 143. One that
-    arrives after the command is done ends it with the command's own code: at once while Python
-    runs the exit handlers, and ignored in the native teardown after them (compiled-code
-    libraries can take a while there, where Python handlers no longer run). After a stop it
-    leaves without that teardown (compiled-code threads may still be running). The command keeps
-    its compiled programs in the on-disk cache of :mod:`nmrnn.runtime`. Output is line-buffered,
-    so that a log file (a long run, its worker processes) shows each line when it is printed
-    rather than when a buffer fills."""
+    :func:`main` takes over signal handling ends the process cleanly with 130 / 143; one that
+    arrives after the command is done ends it at once with the command's own code. Once the exit
+    handlers have run (temporary folders removed, logs flushed) the process leaves without the
+    rest of the interpreter's teardown, which frees compiled programs and native libraries one by
+    one (about a quarter of a second per process, for every worker of a grid too) and where
+    Python's signal handlers no longer run. After a stop it leaves at once (compiled-code threads
+    may still be running). The command keeps its compiled programs in the on-disk cache of
+    :mod:`nmrnn.runtime`. Output is line-buffered, so that a log file (a long run, its worker
+    processes) shows each line when it is printed rather than when a buffer fills."""
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(line_buffering=True)
@@ -526,19 +527,23 @@ def entry() -> None:
     if main_thread:
         signal.signal(signal.SIGINT, _stop_before_start)
         signal.signal(signal.SIGTERM, _stop_before_start)
-        atexit.register(_ignore_stop_signals)  # registered first, so it runs after the others
+    atexit.register(_leave_after_exit_handlers)  # registered first, so it runs after the others
     code = main(compilation_cache=True)
     if code in (130, 143):
         _leave_now(code)
+    _EXIT_CODE.append(code)
     if main_thread:
         signal.signal(signal.SIGINT, lambda signum, frame: _leave_now(code))
         signal.signal(signal.SIGTERM, lambda signum, frame: _leave_now(code))
     sys.exit(code)
 
 
-def _ignore_stop_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+_EXIT_CODE: list[int] = []  # the finished command's exit code, for the last exit handler
+
+
+def _leave_after_exit_handlers() -> None:
+    if _EXIT_CODE:  # else main did not return (``--help``): the interpreter's usual exit
+        _leave_now(_EXIT_CODE[-1])
 
 
 def _leave_now(code: int) -> None:

@@ -13,8 +13,10 @@ XLA's CPU compiler splits loops over the CPUs it can use when the process starts
 the last bits of some results: a program compiled in a process confined to one CPU must not be
 reused by one that has two. A JAX cache
 directory chosen by the user (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is respected as is,
-and so is ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` (default here: programs that took over
-0.1 s to compile). The ``nmrnn`` command switches the cache on; a Python program calling
+and so is ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` (default here: every program, however
+fast it compiled; JAX's own default of 1 s, or 0.1 s, leaves out the many small initialisation
+and evaluation programs, which a short comparison grid spends about 2 s compiling again in every
+run: ``benchmarks/RESULTS.md``). The ``nmrnn`` command switches the cache on; a Python program calling
 :func:`nmrnn.cli.main` or the library keeps its own JAX settings unless it calls
 :func:`enable_compilation_cache` (or ``main(argv, compilation_cache=True)``).
 
@@ -37,7 +39,7 @@ from pathlib import Path
 
 ENV = "NMRNN_COMPILATION_CACHE"
 _OFF = {"", "0", "off", "false", "no", "none"}
-MIN_COMPILE_SECONDS = 0.1  # cache programs that took longer than this to compile
+MIN_COMPILE_SECONDS = 0.0  # cache every program, however fast it compiled
 
 
 def usable_cpus() -> int:
