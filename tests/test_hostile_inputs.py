@@ -397,3 +397,30 @@ def test_progress_lines_in_logs_not_carriage_returns(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stderr
     assert "step 10/20" in done.stderr and "step 20/20" in done.stderr
+
+
+def test_after_the_first_stop_signal_later_ones_are_ignored():
+    """``stop_on_signals``: the first signal raises Interrupted; once a stop is under way, raised
+    there or recorded by ``deferred_signals`` (training), later ones are ignored; the handlers
+    before it are back afterwards."""
+    from nmrnn.train.guard import Interrupted, deferred_signals, stop_on_signals
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with pytest.raises(Interrupted) as info, stop_on_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler runs here
+    assert info.value.exit_code == 143
+    with stop_on_signals():  # a new command: stops again
+        with pytest.raises(Interrupted):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)  # while cleaning up after the stop: ignored
+        time.sleep(0.2)
+    with stop_on_signals():
+        with deferred_signals() as flag:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+        assert flag.signum == signal.SIGINT
+        os.kill(os.getpid(), signal.SIGTERM)  # the training loop now stops: ignored
+        time.sleep(0.2)
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
