@@ -177,3 +177,29 @@ def test_run_directory_roundtrip_and_resume_with_other_config_refused(tmp_path):
     other = RunSpec("vanilla", 8, "mwg", TrainConfig(steps=60, fixed_batch=True), seed=1)
     with pytest.raises(ValueError, match=r"train.steps: 30 \(saved\) vs 60 \(now\)"):
         prepare_run_dir(tmp_path / "run", other, resume=True)
+
+
+def test_read_curve_gives_each_column_and_training_does_not_load_plotting(tmp_path):
+    """``read_curve`` reads the per-step losses (or any named column) that training wrote; the
+    training path (a grid worker's) does not import matplotlib, which would add a third of a
+    second to every worker process's start."""
+    import subprocess
+    import sys
+
+    from nmrnn.train.run import read_curve
+
+    code = (
+        "import sys\n"
+        "from nmrnn.train import TrainConfig\n"
+        "from nmrnn.train.run import RunSpec, ensure_run\n"
+        "import nmrnn.experiments.grid, nmrnn.experiments.sweep\n"
+        f"ensure_run({str(tmp_path / 'r')!r}, RunSpec('vanilla', 6, 'mwg', TrainConfig(steps=20, steps_per_call=10), 0))\n"
+        "print('matplotlib' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+    loss = read_curve(tmp_path / "r")
+    assert loss.shape == (20,) and np.all(np.isfinite(loss))
+    np.testing.assert_array_equal(read_curve(tmp_path / "r", "mse"), loss)  # plain MSE: loss = mse
+    with pytest.raises(ValueError, match="no column 'reward'"):
+        read_curve(tmp_path / "r", "reward")

@@ -38,7 +38,6 @@ below 0.6): decoding a policy that ignores the block says nothing about the clai
 
 from __future__ import annotations
 
-import csv
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,7 @@ from ..rl.analysis import (
     win_stay_lose_shift,
 )
 from ..train import TrainConfig
-from ..train.run import RunSpec, load_run
+from ..train.run import RunSpec, load_run, read_curve
 from .compare import slug
 from .grid import GridJob, GridOptions, run_grid
 from .profiles import Profiles
@@ -116,12 +115,6 @@ def agent_jobs(settings: BanditSettings, seed: int) -> list[GridJob]:
     return jobs
 
 
-def curve_column(run_dir: Path, name: str) -> np.ndarray:
-    """One column of a run's learning curve (``curve.csv``), ``(steps,)``."""
-    with open(Path(run_dir) / "curve.csv") as f:
-        return np.asarray([float(r[name]) for r in csv.DictReader(f)])
-
-
 def bandit_checks(reward_rate: float, wsls: float, block_p: list[float], rpe_p: list[float]) -> list[dict]:
     """R10's checks from the e-nmRNN agent's reward per trial, win-stay-lose-shift's, and the
     per-NM decoding p-values against the block and the RPE."""
@@ -161,7 +154,7 @@ def run(out_dir: Path, profile: str, seed: int, grid: GridOptions | None = None)
         metrics = evaluate_agent(model, task, jr.fold_in(key, 2), n_envs=s.n_eval)
         start = task.sample(jr.fold_in(key, 3), s.n_eval)
         rollouts[label] = (model, _eval_rollout(model, env, start, jr.fold_in(key, 4), task.n_steps, False))
-        curves[label] = curve_column(out / job.run_dir, "reward_rate")
+        curves[label] = read_curve(out / job.run_dir, "reward_rate")
         results[label] = {**metrics, "params": param_count(model), "n_hidden": s.n_hidden}
     wsls = win_stay_lose_shift(env, jr.fold_in(key, 5), n_episodes=max(s.n_eval, 256))
 

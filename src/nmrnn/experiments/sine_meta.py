@@ -78,10 +78,9 @@ from typing import Any
 import numpy as np
 
 from ..models import simulate
-from ..plotting.curves import read_curve
 from ..tasks.sine import SineMetaLearning, updates_to_threshold
 from ..train.checkpoint import atomic_write_json
-from ..train.run import load_run, load_snapshots
+from ..train.run import load_run, load_snapshots, read_curve
 from .compare import ModelEntry, grid_arguments, resolve_sizes, run_compare, slug
 from .grid import GridOptions
 from .profiles import Profiles, search_and_store

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
+from ..train.run import read_curve
 from ._common import plt, save
-
-
-def read_curve(run_dir: str | Path) -> np.ndarray:
-    """The per-step losses of a run directory, ``(steps,)``."""
-    with open(Path(run_dir) / "curve.csv") as f:
-        return np.asarray([float(r["loss"]) for r in csv.DictReader(f)])
 
 
 def plot_learning_curves(run_dirs: dict[str, list[Path]], path: str | Path, smooth: int = 50) -> Path:

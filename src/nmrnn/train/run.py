@@ -19,6 +19,7 @@ evaluated by the task's ``evaluate_model`` hook, so nothing here depends on the 
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -41,7 +42,7 @@ from ..tasks.base import AbstractTask
 from . import guard
 from .checkpoint import atomic_write_json
 from .config import TrainConfig
-from .loop import CHECKPOINT, TrainResult, _objective_for, _validate, fit, fit_ensemble
+from .loop import CHECKPOINT, CURVE, TrainResult, _objective_for, _validate, fit, fit_ensemble
 from .objectives import AbstractObjective
 
 CONFIG = "config.json"
@@ -424,9 +425,17 @@ def ensure_run(
     elif log is not None:
         log(f"reusing finished run {run_dir}")
     _, model, task = load_run(run_dir)
-    from ..plotting.curves import read_curve
-
     return RunOutcome(spec, model, task, metrics, read_curve(run_dir))
+
+
+def read_curve(run_dir: str | Path, column: str = "loss") -> np.ndarray:
+    """One column of a run directory's learning curve (``curve.csv``), ``(steps,)``: by default
+    the per-step training loss."""
+    with open(Path(run_dir) / CURVE) as f:
+        rows = csv.DictReader(f)
+        if rows.fieldnames is None or column not in rows.fieldnames:
+            raise ValueError(f"{Path(run_dir) / CURVE} has no column {column!r}; it has {rows.fieldnames}")
+        return np.asarray([float(r[column]) for r in rows])
 
 
 def load_run(run_dir: str | Path) -> tuple[RunSpec, AbstractRecurrentModel, AbstractTask]:
