@@ -631,7 +631,7 @@ register(
             "autocorrelation), and an NM state n(t) from which the task context is decodable."
         ),
         run=lazy("yang_multitask"),
-        runtime={"smoke": "about 30 s on a CPU (70 s beside other jobs)", "quick": "about 10 min on 2 CPU cores with --workers 2 (22 min measured beside other jobs)",
+        runtime={"smoke": "about 30 s on a CPU (70 s beside other jobs)", "quick": "about 5 min on 2 CPU cores with --workers 2 (5.0 min measured on a first run, 4.1 min with its compiled programs cached; 22 min beside other jobs)",
                  "paper": "about 10 h on 2 CPU cores with --workers 2, the TPE search included (estimate from measured step costs)"},
     )
 )
