@@ -248,6 +248,21 @@ class _Flag:
 _STOP = _Flag()
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _handling_stop_signals(handler, restore=None):
+    """``handler`` for SIGINT and SIGTERM within the block; on leaving, each previous handler is
+    put back (through ``restore(previous)`` when given)."""
+    previous = {s: signal.signal(s, handler) for s in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, restore(h) if restore is not None else h)
+
+
 @contextlib.contextmanager
 def deferred_signals():
     """Within the block SIGINT/SIGTERM only record themselves (``flag.signum``); the caller checks
@@ -264,12 +279,8 @@ def deferred_signals():
         if _STOP.signum is None:
             _STOP.signum = signum
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _handling_stop_signals(handler):
         yield flag
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 @contextlib.contextmanager
@@ -289,12 +300,10 @@ def stop_on_signals(restore=None):
             raise Interrupted(signum)
 
     _STOP.signum = None
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        with _handling_stop_signals(handler, restore):
+            yield
     finally:
-        for s, h in previous.items():
-            signal.signal(s, restore(h) if restore is not None else h)
         _STOP.signum = None
 
 
