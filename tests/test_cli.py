@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -102,6 +103,40 @@ def test_reproduce_search_refuses_bad_arguments_in_one_line(tmp_path, capsys, ar
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["reproduce", "multitask", "--opt", "reading=paper"],
+     "unknown value of multitask's option reading 'paper'; valid choices: script, supplement"),
+    (["reproduce", "multitask", "--opt", "rank=3"], "unknown option(s) rank for reproduction 'multitask'"),
+    (["reproduce", "hopf", "--opt", "reading=script"], "reproduction 'hopf' has no options"),
+    (["reproduce", "multitask", "--opt", "reading"], "expected KEY=VALUE"),
+])
+def test_reproduce_refuses_a_bad_option_in_one_line(tmp_path, capsys, argv, message):
+    assert main(argv + ["--out", str(tmp_path / "r")]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and len(captured.err.strip().splitlines()) == 1 and not captured.out
+    assert not (tmp_path / "r").exists()
+
+
+def test_reproduce_passes_its_options_and_names_the_default_folder_after_them(tmp_path, monkeypatch, capsys):
+    import nmrnn.experiments.registry as registry
+
+    calls = []
+
+    def fake(name, out, **kwargs):
+        calls.append((out, kwargs["options"]))
+        return {"reproduced": True, "verdict": "reproduced"}
+
+    monkeypatch.setattr(registry, "run_reproduction", fake)
+    monkeypatch.chdir(tmp_path)
+    for opts in ([], ["--opt", "reading=script"], ["--opt", "reading=supplement"]):
+        assert main(["reproduce", "multitask", "--profile", "smoke", *opts]) == 0
+    assert calls == [(Path("results/reproduce-multitask"), {}),
+                     (Path("results/reproduce-multitask"), {"reading": "script"}),
+                     (Path("results/reproduce-multitask-reading-supplement"), {"reading": "supplement"})]
+    main(["reproduce", "--list"])
+    assert "--opt reading=script|supplement (default script)" in capsys.readouterr().out
 
 
 def test_reproduce_search_runs_the_registered_search(tmp_path, monkeypatch, capsys):

@@ -29,6 +29,14 @@ def _kv(text: str) -> tuple[str, Any]:
     return key, parse_text(value)
 
 
+def _text_kv(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` with the value as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def _config_value(kind: str, name: str):
     """An argparse ``type`` for a config field annotated ``kind`` (``"int"``, ``"float | None"``
     ...), read by the one typed parser (:func:`nmrnn.options.coerce`): numbers refuse booleans and
@@ -200,15 +208,21 @@ def cmd_reproduce(args) -> int:
         for name, rep in REPRODUCTIONS.items():
             times = "; ".join(f"{k}: {v}" for k, v in rep.runtime.items())
             print(f"{name:8s} {rep.result_id:4s} {rep.description}" + (f"  [{times}]" if times else ""))
+            for key, choice in rep.options.items():
+                print(f"{'':13s} --opt {key}=" + "|".join(choice.values) + f" (default {choice.default}): {choice.help}")
+                for value, meaning in choice.values.items():
+                    print(f"{'':17s} {value}: {meaning}")
         return 0
     from .experiments.grid import GridOptions
-    from .experiments.registry import run_search, trains_grid
+    from .experiments.registry import resolve_options, run_search, trains_grid
 
     grid = GridOptions(args.workers, args.storage, args.study, args.force,
                        processes=False if args.in_process else None)
     if args.trials is not None and not args.search:
         raise ValueError("--trials applies to --search only (trials per model of the stored search)")
     if args.search:
+        if args.opt:
+            raise ValueError("--opt applies to a reproduction, not to --search")
         out = args.out or Path("results") / f"search-{args.name}-{args.profile}"
         found = run_search(args.name, out, profile=args.profile, seed=args.seed, grid=grid, trials=args.trials,
                            log=print)
@@ -216,10 +230,15 @@ def cmd_reproduce(args) -> int:
         print(json.dumps(stored, indent=1, default=str))
         print(f"stored the {args.profile} profile's search of {args.name} (its studies are in {out})")
         return 0
-    out = args.out or Path("results") / f"reproduce-{args.name}"
+    options = dict(args.opt)
+    if options and args.name in REPRODUCTIONS:
+        resolve_options(REPRODUCTIONS[args.name], options)  # refused before the folder is named
+    chosen = "".join(f"-{k}-{v}" for k, v in sorted(options.items())
+                     if args.name in REPRODUCTIONS and v != REPRODUCTIONS[args.name].options[k].default)
+    out = args.out or Path("results") / f"reproduce-{args.name}{chosen}"
     if args.name in REPRODUCTIONS and grid != GridOptions() and not trains_grid(REPRODUCTIONS[args.name]):
         print(f"note: {args.name} trains its runs one after the other; --workers/--storage/--study do not apply")
-    summary = run_reproduction(args.name, out, profile=args.profile, seed=args.seed, grid=grid)
+    summary = run_reproduction(args.name, out, profile=args.profile, seed=args.seed, grid=grid, options=options)
     report = Path(out) / "report.md"
     if report.exists():
         print(report.read_text())
@@ -319,10 +338,17 @@ def cmd_list(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose refusals are one line: the error and where the usage is."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (usage: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .experiments.profiles import PROFILE_NAMES
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nmrnn",
         description="Neuromodulated RNNs: train, evaluate, compare and reverse-engineer models.",
     )
@@ -382,6 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smoke (seconds; exercises every output), quick (default; minutes) or paper (the published scale)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strict", action="store_true", help="exit with status 3 when the result is not reproduced")
+    p.add_argument("--opt", type=_text_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the reproduction, e.g. reading=supplement for multitask (repeatable; "
+                        "`nmrnn reproduce --list` shows each reproduction's options; the default output folder "
+                        "then names the options that differ from their defaults)")
     p.add_argument("--search", action="store_true",
                    help="run the reproduction's hyperparameter search at the profile's settings and store its result, "
                         "where that profile reads it (sine-meta, composition), instead of the reproduction")

@@ -188,19 +188,54 @@ def test_r4_criteria():
     assert all(c.get("decided") is False for c in checks) and verdict_of(checks) == "undecided"
 
 
-def test_r4_models_route_the_rule_inputs_and_retrain_their_stated_group():
+@pytest.mark.parametrize("reading", ["script", "supplement"])
+def test_r4_models_route_the_rule_inputs_and_retrain_their_stated_group(reading):
     import jax.random as jr
 
-    from nmrnn.experiments.multitask import MODELS, PROFILES, build, tasks
-    from nmrnn.models import check_trainable
+    from nmrnn.experiments.multitask import PROFILES, READINGS, build, tasks
+    from nmrnn.models import check_trainable, param_count
 
     train, retrain, test = tasks(PROFILES["smoke"])
     assert train.n_in == retrain.n_in == test.n_in == 3 + 4  # fixation, sin, cos + four rules
-    for label, name, n, options, group, _ in MODELS:
+    params = {}
+    for label, name, n, options, group, _ in READINGS[reading].models():
         model = build(label, name, n, options, train, jr.PRNGKey(0))
         check_trainable(model, group)
+        params[label] = param_count(model)
         if name == "nmrnn":
-            assert model.z_inputs == train.context_channels and model.x_inputs == train.sensory_channels
+            # x sees fixation and stimulus, z every input (the authors' context_nm_rnn): rules reach z only
+            assert model.x_inputs == train.sensory_channels and model.z_inputs is None
+            assert not set(train.context_channels) & set(model.x_inputs)
+            assert model.rank == READINGS[reading].nm_rank and model.n_nm == READINGS[reading].n_nm
+    # the counts each reading states (the NM-RNN: N=100 and the reading's rank and M)
+    assert params == {"script": {"NM-RNN": 1487, "LR-RNN": 1803, "vanilla RNN": 1499, "LSTM": 1584},
+                      "supplement": {"NM-RNN": 1806, "LR-RNN": 1603, "vanilla RNN": 507, "LSTM": 536}}[reading]
+
+
+def test_r4_script_reading_matches_the_baselines_to_the_nm_rnns_parameter_count():
+    """Under the authors' script's sizes, the vanilla RNN's and the LSTM's N are the smallest whose
+    parameter counts reach the NM-RNN's (the library's matching rule)."""
+    import jax.random as jr
+
+    from nmrnn.experiments.multitask import PROFILES, READINGS, build, tasks
+    from nmrnn.models import param_count
+
+    train = tasks(PROFILES["smoke"])[0]
+    (nm, _, vanilla, lstm) = READINGS["script"].models()
+    target = param_count(build(*nm[:4], train, jr.PRNGKey(0)))
+    for label, name, n, options, _, _ in (vanilla, lstm):
+        count = {m: param_count(build(label, name, m, options, train, jr.PRNGKey(0))) for m in (n - 1, n)}
+        assert count[n - 1] < target <= count[n], (label, count, target)
+
+
+def test_r4_readings_are_the_registrys_option_and_set_the_paper_profiles_length():
+    from nmrnn.experiments.multitask import DEFAULT_READING, READINGS, settings_for
+    from nmrnn.experiments.registry import REPRODUCTIONS
+
+    choice = REPRODUCTIONS["multitask"].options["reading"]
+    assert list(choice.values) == list(READINGS) and choice.default == DEFAULT_READING == "script"
+    assert settings_for("paper", "script").steps == 100_000 and settings_for("paper", "supplement").steps == 150_000
+    assert settings_for("quick", "script") == settings_for("quick", "supplement")
 
 
 def test_r4_smoke_profile_writes_summary_report_and_figures(smoke_run):
@@ -216,14 +251,15 @@ def test_r4_retraining_starts_from_the_first_training_and_moves_only_its_group(s
     import jax
     import numpy as np
 
-    from nmrnn.experiments.multitask import MODELS
+    from nmrnn.experiments.multitask import DEFAULT_READING, READINGS
     from nmrnn.models import trainable_filter
     from nmrnn.train.run import load_run
 
     summary = smoke_run("multitask")
     assert summary["status"] != "failed", summary.get("error")
     root = smoke_run.dir("multitask") / "runs"
-    for label, _, _, _, group, _ in MODELS:
+    assert summary["options"] == {"reading": DEFAULT_READING}
+    for label, _, _, _, group, _ in READINGS[DEFAULT_READING].models():
         run = root / f"{label.lower().replace(' ', '-')}_seed0"
         spec, retrained, _ = load_run(run / "retrain")
         assert spec.init_from == "../train"

@@ -11,6 +11,7 @@ import pytest
 from nmrnn.experiments import registry
 from nmrnn.experiments.registry import (
     REPRODUCTIONS,
+    Choice,
     Reproduction,
     check,
     format_report,
@@ -102,6 +103,32 @@ def test_bad_arguments_refused_before_running(args, match, tmp_path):
     with pytest.raises(ValueError, match=match):
         run_reproduction(name, tmp_path / "never", *rest)
     assert not (tmp_path / "never").exists()
+
+
+def test_options_are_checked_defaulted_passed_and_recorded(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry, "REPRODUCTIONS", dict(REPRODUCTIONS))
+    seen = []
+
+    def fn(out_dir, profile, seed, size="small"):
+        seen.append(size)
+        return {"checks": [check("ok", size, True, "c")]}
+
+    register(Reproduction("opt", "R0", "p", "d", "c", fn,
+                          options={"size": Choice({"small": "the paper's", "large": "the code's"}, "small", "sizes")}))
+    assert run_reproduction("opt", tmp_path / "a")["options"] == {"size": "small"}
+    summary = run_reproduction("opt", tmp_path / "b", options={"size": "large"})
+    assert seen == ["small", "large"] and summary["options"] == {"size": "large"}
+    assert "seed 0, size `large`" in (tmp_path / "b" / "report.md").read_text()
+    for bad, match in (({"size": "huge"}, "unknown value of opt's option size 'huge'; valid choices: small, large"),
+                       ({"colour": "red"}, "unknown option.* colour for reproduction 'opt'; valid options: size")):
+        with pytest.raises(ValueError, match=match):
+            run_reproduction("opt", tmp_path / "never", options=bad)
+    with pytest.raises(ValueError, match="reproduction 'hopf' has no options; got size"):
+        run_reproduction("hopf", tmp_path / "never", options={"size": "small"})
+    assert not (tmp_path / "never").exists()
+    assert "options" not in run_reproduction("hopf", tmp_path / "h", profile="smoke")
+    with pytest.raises(ValueError, match="defaults to 'x', not one of its values"):
+        register(Reproduction("opt2", "R0", "p", "d", "c", fn, options={"size": Choice({"small": ""}, "x")}))
 
 
 def test_output_path_that_is_a_file_is_refused(tmp_path):

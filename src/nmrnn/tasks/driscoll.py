@@ -20,8 +20,9 @@ Inputs, ``n_in = 1 + 2 * n_modalities + len(rules)``:
 * ``1 + 2 * n_modalities + r``: one-hot of the task rule ``r`` (its index in ``rules``).
 
 ``task.sensory_channels`` (fixation and stimuli) and ``task.context_channels`` (the rule one-hot)
-name the two ranges, so the multitask NM-RNN is built with
-``z_inputs=task.context_channels, x_inputs=task.sensory_channels``.
+name the two ranges, so the multitask NM-RNN, whose rule inputs reach z only, is built with
+``x_inputs=task.sensory_channels`` and either ``z_inputs=None`` (every input, as the NM-RNN
+authors' ``context_nm_rnn`` does; R4) or ``z_inputs=task.context_channels`` (the rules alone).
 
 Outputs, ``n_out = 3``: fixation (0.8 while the network must fixate, 0 after the go cue) and
 ``(sin, cos)`` of the response angle from the go cue on (0 before it, and 0 throughout a no-go
