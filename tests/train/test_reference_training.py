@@ -105,7 +105,43 @@ def test_best_block_selection_resumes_exactly(tmp_path, stop_at):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("kwargs, msg", [({"clip_mode": "norm"}, "clip_mode"), ({"select_best_block": 0}, "select_best_block")])
+def test_restarting_the_optimiser_each_block_equals_chained_runs_of_one_block():
+    """Reference: the authors' training functions, a run of B steps with a fresh optimiser per
+    block, each block starting from the previous block's end; the stage ends at the best block."""
+    task = make_task("mwg")
+    B, K = 3, 3
+    kw = dict(KW, steps_per_call=2)
+    chain, model = [], small()
+    for _ in range(K):
+        r = fit(model, task, TrainConfig(steps=B, **kw), key=jr.PRNGKey(2))
+        chain.append(r)
+        model = r.model
+    restarted = fit(small(), task, TrainConfig(steps=K * B, select_best_block=B, restart_each_block=True, **kw),
+                    key=jr.PRNGKey(2))
+    np.testing.assert_allclose(restarted.losses, np.concatenate([r.losses for r in chain]), rtol=1e-6)
+    best = int(np.argmin([r.losses[-1] for r in chain]))
+    for a, b in zip(arrays(restarted.model), arrays(chain[best].model), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    kept = fit(small(), task, TrainConfig(steps=K * B, select_best_block=B, **kw), key=jr.PRNGKey(2))
+    assert np.abs(kept.losses[B:] - restarted.losses[B:]).max() > 1e-4  # the restart matters here
+    np.testing.assert_array_equal(kept.losses[:B], restarted.losses[:B])
+
+
+@pytest.mark.parametrize("stop_at", [5, 6])  # mid-block, and at a block's end where the optimiser restarts
+def test_restarting_the_optimiser_each_block_resumes_exactly(tmp_path, stop_at):
+    task = make_task("mwg")
+    cfg = TrainConfig(stages=(Stage(9, "lowrank"), Stage(6, "all")), select_best_block=3, restart_each_block=True,
+                      steps_per_call=2, checkpoint_every=1, **KW)
+    full = fit(small(), task, cfg, key=jr.PRNGKey(2))
+    resumed = interrupt_and_resume(task, cfg, jr.PRNGKey(2), tmp_path, stop_at)
+    np.testing.assert_array_equal(full.losses, resumed.losses)
+    for a, b in zip(arrays(full.model), arrays(resumed.model), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs, msg", [({"clip_mode": "norm"}, "clip_mode"), ({"select_best_block": 0}, "select_best_block"),
+                                         ({"restart_each_block": True}, "restart_each_block needs select_best_block"),
+                                         ({"restart_each_block": 1, "select_best_block": 3}, "restart_each_block must be true or false")])
 def test_bad_reference_training_options_are_refused(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         TrainConfig(**kwargs)

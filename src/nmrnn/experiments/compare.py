@@ -20,7 +20,9 @@ A *protocol* names how the models are parametrised and trained:
   :func:`nmrnn.models.reference_options` (unit-norm QR factors, ``W / N`` for the vanilla RNN,
   x0 = 0.1, readout biases from N(0, 1/N), the LSTM's normal initialisation without a readout
   bias), training clips every gradient element to [-1, 1] before AdamW(wd 1e-4), every stage
-  starts a fresh optimiser and ends with its best 1000-step block (``select_best_block``), and each
+  starts a fresh optimiser and ends with its best 1000-step block (``select_best_block``; the
+  authors' functions also restart the optimiser at every block, ``restart_each_block``, which this
+  protocol leaves off as the paper's text does: R1 reproduces without it), and each
   model has the learning rate and step count of its script: NM-RNN 10k low-rank + 10k NM + 50k all
   at 1e-2 (``train_nm_rnn_wandb_plots.py``), LR-RNN 70k at 1e-2 (``train_lr_rnn_mwg.py``), vanilla
   RNN 50k at 1e-3 (``train_rnn_mwg.py``; the supplement's text says 1e-2 for every model), LSTM 50k

@@ -80,6 +80,10 @@ class TrainConfig:
             the parameters at the end of the block whose last recorded loss is the lowest, as
             the NM-RNN authors' training functions do with B = 1000; the next stage starts
             from them.
+        restart_each_block: start the optimiser's state afresh at every block boundary of
+            ``select_best_block`` (Adam's moments and step count back to zero). The NM-RNN
+            authors' training functions do so: each runs its blocks as ``lax.scan`` calls and
+            keeps only the parameters of each, dropping the optimiser state.
 
     The numeric fields (``lr``, ``weight_decay``, ``clip``'s value, the regulariser weights,
     ``warmup_steps``, ``final_lr_factor``, the stages' ``lr``) reach the compiled training loop as
@@ -111,6 +115,9 @@ class TrainConfig:
     select_best_block: int | None = _opt(
         None, "end each stage with the parameters of its best block of this many steps ('none': the last)"
     )
+    restart_each_block: bool = _opt(
+        False, "start the optimiser's state afresh at every block of --select-best-block"
+    )
     keep_every: int | None = _opt(
         None, "keep the model every this many steps in the run directory's snapshots/ (rounded up to whole calls; 'none': not kept)"
     )
@@ -125,6 +132,10 @@ class TrainConfig:
         check_choice("clip_mode", self.clip_mode, CLIP_MODES)
         if self.select_best_block is not None:
             check_positive_int("select_best_block", self.select_best_block)
+        if not isinstance(self.restart_each_block, bool):
+            raise ValueError(f"restart_each_block must be true or false, got {self.restart_each_block!r}")
+        if self.restart_each_block and self.select_best_block is None:
+            raise ValueError("restart_each_block needs select_best_block (the blocks at whose boundaries the optimiser restarts)")
         if self.keep_every is not None:
             check_positive_int("keep_every", self.keep_every)
         if self.batch_size is not None:
@@ -168,6 +179,7 @@ class TrainConfig:
             stages=tuple(Stage(1, s.group) for s in self.schedule),
             checkpoint_every=1,
             select_best_block=None,
+            restart_each_block=False,
             keep_every=None,
             weight_l2=float(self.weight_l2 > 0),
             activity_l2=float(self.activity_l2 > 0),
@@ -179,7 +191,8 @@ class TrainConfig:
     def structure(self) -> tuple:
         """What an ensemble's members must share: the compiled form and the stage lengths (two
         configs with the same structure differ only in numbers that are passed as data)."""
-        return (self.compiled_form(), tuple(s.steps for s in self.schedule), self.select_best_block)
+        return (self.compiled_form(), tuple(s.steps for s in self.schedule), self.select_best_block,
+                self.restart_each_block)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -494,9 +494,14 @@ def _fit_members(models, task, configs, *, keys, run_dirs, resume, progress, cal
                     continue
                 parts = [eqx.partition(m, trainable_filter(m, stage.group)) for m in models]
                 hps = [_hyper(c, s_idx) for c in configs]
+
+                def fresh_states(trainable, hps=hps):
+                    """A new optimiser state per member (``trainable``: each member's parameters)."""
+                    return [make_optimizer(c, h["lr"], h["weight_decay"], h["clip"]).init(p)
+                            for p, c, h in zip(trainable, configs, hps, strict=True)]
+
                 opt_states = []
-                for i, ((p, _), c, h) in enumerate(zip(parts, configs, hps, strict=True)):
-                    o = make_optimizer(c, h["lr"], h["weight_decay"], h["clip"]).init(p)
+                for i, o in enumerate(fresh_states([p for p, _ in parts])):
                     if fills[i] is not None:
                         o = fills[i](o)
                         fills[i] = None
@@ -552,6 +557,9 @@ def _fit_members(models, task, configs, *, keys, run_dirs, resume, progress, cal
                         best, best_loss = _keep_best(best, best_loss, params, losses[:, step - 1], vmapped)
                         if step == s1:
                             params = best
+                        elif config.restart_each_block:
+                            members = [_unstack(params, i) for i in range(n_members)] if vmapped else [params]
+                            opt_state = _stack(fresh_states(members)) if vmapped else fresh_states(members)[0]
                     mid = (best, best_loss) if block is not None and step < s1 else None
 
                     if keep is not None and step // keep > last_kept // keep:
