@@ -107,7 +107,7 @@ def test_reproduce_search_refuses_bad_arguments_in_one_line(tmp_path, capsys, ar
 
 @pytest.mark.parametrize("argv, message", [
     (["reproduce", "multitask", "--opt", "reading=paper"],
-     "unknown value of multitask's option reading 'paper'; valid choices: script, supplement"),
+     "unknown value of multitask's option reading 'paper'; valid choices: supplement, script"),
     (["reproduce", "multitask", "--opt", "rank=3"], "unknown option(s) rank for reproduction 'multitask'"),
     (["reproduce", "hopf", "--opt", "reading=script"], "reproduction 'hopf' has no options"),
     (["reproduce", "multitask", "--opt", "reading"], "expected KEY=VALUE"),
@@ -130,13 +130,13 @@ def test_reproduce_passes_its_options_and_names_the_default_folder_after_them(tm
 
     monkeypatch.setattr(registry, "run_reproduction", fake)
     monkeypatch.chdir(tmp_path)
-    for opts in ([], ["--opt", "reading=script"], ["--opt", "reading=supplement"]):
+    for opts in ([], ["--opt", "reading=supplement"], ["--opt", "reading=script"]):
         assert main(["reproduce", "multitask", "--profile", "smoke", *opts]) == 0
     assert calls == [(Path("results/reproduce-multitask"), {}),
-                     (Path("results/reproduce-multitask"), {"reading": "script"}),
-                     (Path("results/reproduce-multitask-reading-supplement"), {"reading": "supplement"})]
+                     (Path("results/reproduce-multitask"), {"reading": "supplement"}),
+                     (Path("results/reproduce-multitask-reading-script"), {"reading": "script"})]
     main(["reproduce", "--list"])
-    assert "--opt reading=script|supplement (default script)" in capsys.readouterr().out
+    assert "--opt reading=supplement|script (default supplement)" in capsys.readouterr().out
 
 
 def test_reproduce_search_runs_the_registered_search(tmp_path, monkeypatch, capsys):

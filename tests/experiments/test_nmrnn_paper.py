@@ -233,7 +233,7 @@ def test_r4_readings_are_the_registrys_option_and_set_the_paper_profiles_length(
     from nmrnn.experiments.registry import REPRODUCTIONS
 
     choice = REPRODUCTIONS["multitask"].options["reading"]
-    assert list(choice.values) == list(READINGS) and choice.default == DEFAULT_READING == "script"
+    assert list(choice.values) == list(READINGS) and choice.default == DEFAULT_READING == "supplement"
     assert settings_for("paper", "script").steps == 100_000 and settings_for("paper", "supplement").steps == 150_000
     assert settings_for("quick", "script") == settings_for("quick", "supplement")
 
