@@ -245,7 +245,7 @@ def run(out_dir: Path, profile: str, seed: int, grid: GridOptions | None = None,
                 final[label] = retrained
         results[label] = {"percent_correct": per, "retrained": what, "n_hidden": n, "params": param_count(trained)}
     checks = multitask_checks(results["NM-RNN"]["percent_correct"]["before"], results["NM-RNN"]["percent_correct"]["after"])
-    figures = _figures(out, final["NM-RNN"], batch)
+    figures = _figures(out, final["NM-RNN"], batch) + [_percent_figure(out, results)]
     table = _table(results)
     learned = checks[0].get("decided", True)
     paper = settings_for("paper", reading)
@@ -281,6 +281,31 @@ def _table(results) -> str:
         cells = [f"{np.mean(pc['before'][t]):.1f} -> {np.mean(pc['after'][t]):.1f}" for t in RULES]
         rows.append(f"| {label} | {r['params']} | {r['retrained']} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def _percent_figure(out: Path, results) -> str:
+    """Percent correct per task before and after retraining, one panel per model (mean over
+    seeds, each seed a dot)."""
+    from ..plotting._common import plt, save
+
+    fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 2.9), sharey=True, squeeze=False)
+    x = np.arange(len(RULES))
+    for ax, (label, r) in zip(axes[0], results.items(), strict=True):
+        for j, (phase, colour) in enumerate((("before", "0.65"), ("after", "C0"))):
+            per = r["percent_correct"][phase]
+            ax.bar(x + (j - 0.5) * 0.38, [np.mean(per[t]) for t in RULES], 0.38, color=colour,
+                   label=f"{phase} retraining")
+            for i, t in enumerate(RULES):
+                ax.plot(np.full(len(per[t]), x[i] + (j - 0.5) * 0.38), per[t], "k.", ms=3)
+        ax.axhline(LEARNED, color="k", lw=0.6, ls=":")
+        ax.set_xticks(x, [t.replace("Memory", "Mem").replace("Delay", "Dly") for t in RULES], fontsize=8)
+        ax.set_title(f"{label}: {r['retrained'].split(' (')[0]}", fontsize=8)
+    axes[0, 0].set_ylabel("percent correct")
+    axes[0, 0].set_ylim(0, 105)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, frameon=False, loc="upper center", ncol=2, bbox_to_anchor=(0.5, 1.1))
+    save(fig, out / "percent_correct.png")
+    return "percent_correct.png"
 
 
 def _figures(out: Path, model, batch) -> list[str]:
