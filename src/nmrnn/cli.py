@@ -18,23 +18,21 @@ from pathlib import Path
 from typing import Any
 
 
-def _kv(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE``; the value is read as JSON when it parses and typed later against the
-    option's annotation (:mod:`nmrnn.options`)."""
-    from .options import parse_text
-
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, parse_text(value)
-
-
 def _text_kv(text: str) -> tuple[str, str]:
     """``KEY=VALUE`` with the value as text."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key, value
+
+
+def _kv(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``; the value is read as JSON when it parses and typed later against the
+    option's annotation (:mod:`nmrnn.options`)."""
+    from .options import parse_text
+
+    key, value = _text_kv(text)
+    return key, parse_text(value)
 
 
 def _config_value(kind: str, name: str):
@@ -230,11 +228,10 @@ def cmd_reproduce(args) -> int:
         print(json.dumps(stored, indent=1, default=str))
         print(f"stored the {args.profile} profile's search of {args.name} (its studies are in {out})")
         return 0
-    options = dict(args.opt)
-    if options and args.name in REPRODUCTIONS:
-        resolve_options(REPRODUCTIONS[args.name], options)  # refused before the folder is named
-    chosen = "".join(f"-{k}-{v}" for k, v in sorted(options.items())
-                     if args.name in REPRODUCTIONS and v != REPRODUCTIONS[args.name].options[k].default)
+    options, chosen = dict(args.opt), ""
+    if options and args.name in REPRODUCTIONS:  # refused before the folder is named
+        rep = REPRODUCTIONS[args.name]
+        chosen = "".join(f"-{k}-{v}" for k, v in resolve_options(rep, options).items() if v != rep.options[k].default)
     out = args.out or Path("results") / f"reproduce-{args.name}{chosen}"
     if args.name in REPRODUCTIONS and grid != GridOptions() and not trains_grid(REPRODUCTIONS[args.name]):
         print(f"note: {args.name} trains its runs one after the other; --workers/--storage/--study do not apply")
