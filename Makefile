@@ -44,6 +44,7 @@ bench: $(VENV)/.installed-test
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_tasks.py
 	$(PY) benchmarks/bench_grid.py
+	$(PY) benchmarks/bench_startup.py
 	$(PY) benchmarks/bench_rl.py --updates 100
 
 lint: $(VENV)/.installed
