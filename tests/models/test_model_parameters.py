@@ -144,6 +144,20 @@ def test_match_size_searches_only_transformer_widths_divisible_by_the_heads(opti
         match_size("transformer", 100_000, n_in=3, n_out=1, max_hidden=5, **options)
 
 
+@pytest.mark.parametrize("law", [lambda n: 3 * n * n + 2 * n + 7, lambda n: 40 * n + 3,
+                                 lambda n: n**3 + 5, lambda n: 2**n, lambda n: 10 * (n // 3) + n])
+def test_match_size_is_the_bisections_answer_whatever_the_count_grows_like(monkeypatch, law):
+    """The quadratic guess is kept only when the counts confirm it: quadratic and linear counts
+    take it, cubic, exponential and stepped ones fall back to the bisection; the answer is the
+    smallest size reaching the target either way."""
+    import nmrnn.models as models
+
+    monkeypatch.setattr(models, "count_for", lambda name, *, n_in, n_out, n_hidden, **o: law(n_hidden))
+    for target in [1, 5, 6, 7, 8, 12, 13, 100, 101, 999, 1000, 1001, 4097, 12_345]:
+        expected = next(n for n in range(1, 5000) if law(n) >= target)
+        assert match_size("vanilla", target, n_in=1, n_out=1, max_hidden=4096) == expected, target
+
+
 def test_match_size_refuses_unreachable_targets():
     with pytest.raises(ValueError, match="no vanilla with n_hidden <= 8 reaches 10000"):
         match_size("vanilla", 10_000, n_in=3, n_out=1, max_hidden=8)

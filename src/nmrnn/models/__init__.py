@@ -8,6 +8,8 @@ baseline whose parameter count matches a target (the smallest size that reaches 
 from __future__ import annotations
 
 import inspect
+import math
+from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
@@ -125,6 +127,11 @@ def match_size(
     (1086), LSTM 15 (1156). Counts grow monotonically with the size, so a bisection finds it. Only
     sizes the model takes are searched: at least ``min_hidden`` (a low-rank model needs N >= rank)
     and multiples of :func:`hidden_multiple` (a Transformer's width is a multiple of its heads).
+
+    Most models' counts are quadratic in the size, so the quadratic through the counts of the
+    three smallest sizes is tried first; its answer is kept only when the counts of that size and
+    the one below confirm it (five counts instead of the bisection's dozen; each count traces the
+    model's constructor), else the bisection decides.
     """
     check_positive_int("target", target)
     check_positive_int("max_hidden", max_hidden)
@@ -133,13 +140,21 @@ def match_size(
     lo = -(-max(1, MODELS[name].min_hidden(**options)) // step)  # sizes are k * step, k in [lo, hi]
     hi = max_hidden // step
 
-    def count(k: int) -> int:
-        return count_for(name, n_in=n_in, n_out=n_out, n_hidden=k * step, **options)
+    counts: dict[int, int] = {}
 
-    if hi < lo or count(hi) < target:
-        raise ValueError(
-            f"no {name} with n_hidden <= {max_hidden} reaches {target} parameters; raise max_hidden"
-        )
+    def count(k: int) -> int:
+        if k not in counts:
+            counts[k] = count_for(name, n_in=n_in, n_out=n_out, n_hidden=k * step, **options)
+        return counts[k]
+
+    unreachable = f"no {name} with n_hidden <= {max_hidden} reaches {target} parameters; raise max_hidden"
+    if hi < lo:
+        raise ValueError(unreachable)
+    guess = _quadratic_guess(count, lo, hi, target)
+    if guess is not None and count(guess) >= target and (guess == lo or count(guess - 1) < target):
+        return guess * step
+    if count(hi) < target:
+        raise ValueError(unreachable)
     while lo < hi:
         mid = (lo + hi) // 2
         if count(mid) >= target:
@@ -147,6 +162,34 @@ def match_size(
         else:
             lo = mid + 1
     return lo * step
+
+
+def _quadratic_guess(count: Callable[[int], int], lo: int, hi: int, target: int) -> int | None:
+    """The smallest k in [lo, hi] at which the quadratic through ``count`` at lo, lo + 1, lo + 2
+    (Newton's forward differences) reaches ``target``; None when there are fewer than three sizes
+    or the quadratic does not grow."""
+    if hi - lo < 2:
+        return None
+    c0, c1, c2 = count(lo), count(lo + 1), count(lo + 2)
+    d1, d2 = c1 - c0, c2 - 2 * c1 + c0
+    if c0 >= target:
+        return lo
+    if d1 <= 0 or d2 < 0:
+        return None
+
+    def q(j: int) -> int:  # the quadratic at k = lo + j
+        return c0 + j * d1 + d2 * j * (j - 1) // 2
+
+    if d2 == 0:
+        j = -(-(target - c0) // d1)
+    else:  # the positive root of c0 + d1 j + d2 j (j - 1) / 2 = target, then the integer step
+        a, b = d2 / 2, d1 - d2 / 2
+        j = max(0, math.ceil((-b + math.sqrt(b * b + 4 * a * (target - c0))) / (2 * a)) - 1)
+    while q(j) < target:
+        j += 1
+    while j > 0 and q(j - 1) >= target:
+        j -= 1
+    return lo + j if lo + j <= hi else None
 
 
 __all__ = [
