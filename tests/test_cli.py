@@ -48,6 +48,11 @@ def test_match_params_picks_the_paper_size(tmp_path, capsys):
         (["compare", "--models", "nmrnn", "vanilla"], "needs an explicit size"),
         (["compare", "--task", "mwg", "--seeds", "0"], "seeds must be a positive integer, got 0"),
         (["compare", "--task", "mwg", "--workers", "0"], "workers must be a positive integer, got 0"),
+        (["compare", "--task", "mwg", "--out", "X", "--train-opt", "colour=3"], "unknown option(s) colour for training"),
+        (["compare", "--task", "mwg", "--out", "X", "--train-opt", "restart_each_block=2"],
+         "restart_each_block takes true/false"),
+        (["compare", "--task", "mwg", "--out", "X", "--train-opt", "restart_each_block=true"],
+         "restart_each_block needs select_best_block"),
         (["evaluate", "/nonexistent/run"], "not a run directory"),
     ],
 )
@@ -110,6 +115,8 @@ def test_reproduce_search_refuses_bad_arguments_in_one_line(tmp_path, capsys, ar
      "unknown value of multitask's option reading 'paper'; valid choices: supplement, script"),
     (["reproduce", "multitask", "--opt", "rank=3"], "unknown option(s) rank for reproduction 'multitask'"),
     (["reproduce", "hopf", "--opt", "reading=script"], "reproduction 'hopf' has no options"),
+    (["reproduce", "mwg", "--opt", "restarts=sometimes"],
+     "unknown value of mwg's option restarts 'sometimes'; valid choices: off, on"),
     (["reproduce", "multitask", "--opt", "reading"], "expected KEY=VALUE"),
 ])
 def test_reproduce_refuses_a_bad_option_in_one_line(tmp_path, capsys, argv, message):

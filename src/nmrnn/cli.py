@@ -188,6 +188,7 @@ def cmd_compare(args) -> int:
         study_name=args.study,
         force=args.force,
         processes=False if args.in_process else None,
+        train=dict(args.train_opt),
     )
     print()
     print(f"{args.task} ({args.profile} profile): {summary['seeds']} seeds per model; steps per model in the table")
@@ -382,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None, help="seeds per model (default: the profile's)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per run (default: the profile's)")
     p.add_argument("--task-opt", type=_kv, action="append", default=[], metavar="KEY=VALUE", help="task option, e.g. delay_range=[10,19] (repeatable)")
+    p.add_argument("--train-opt", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="training option for every model, over the protocol's, e.g. restart_each_block=true with "
+                        "--protocol reference (repeatable; the fields of `nmrnn train`)")
     p.add_argument("--out", type=_path, default=None, help="output folder (default: results/compare-TASK-PROFILE)")
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--no-progress", action="store_true")

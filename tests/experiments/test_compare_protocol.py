@@ -5,6 +5,7 @@ import json
 import pytest
 
 from nmrnn.experiments.compare import ModelEntry, plan_for, run_compare
+from nmrnn.experiments.nmrnn_paper import arm_training
 from nmrnn.models import REFERENCE_OPTIONS
 
 
@@ -48,3 +49,26 @@ def test_reference_protocol_applies_the_authors_options_to_given_models(tmp_path
     with pytest.raises(ValueError, match="no 'gru' model"):
         run_compare("mwg", out_dir=tmp_path / "d", profile="smoke", protocol="reference", log=None,
                     models=[ModelEntry("NM", "nmrnn", 20, {"n_nm": 3, "rank": 2}), ModelEntry("G", "gru")])
+
+
+def test_training_options_reach_every_model_and_are_checked_before_anything_is_written(tmp_path):
+    summary = run_compare("mwg", out_dir=tmp_path / "c", profile="smoke", protocol="reference", figures=False,
+                          log=None, steps=14, train={"restart_each_block": True})
+    for label, info in summary["models"].items():
+        assert info["train"]["restart_each_block"] is True, label
+    for p in (tmp_path / "c" / "runs").iterdir():
+        cfg = json.loads((p / "config.json").read_text())["train"]
+        assert cfg["restart_each_block"] is True and cfg["select_best_block"] == 1000, p.name
+    bad = [({"colour": 3}, "unknown option"), ({"restart_each_block": "yes please"}, "restart_each_block takes"),
+           ({"restart_each_block": True}, "needs select_best_block")]  # the standard protocol keeps no blocks
+    for train, message in bad:
+        with pytest.raises(ValueError, match=message):
+            run_compare("mwg", out_dir=tmp_path / "d", profile="smoke", protocol="standard", log=None, train=train)
+        assert not (tmp_path / "d").exists()
+
+
+def test_r1_restarts_option_reaches_the_reference_arm_only():
+    assert arm_training("off") == {"reference": {}, "standard": {}}
+    assert arm_training("on") == {"reference": {"restart_each_block": True}, "standard": {}}
+    with pytest.raises(ValueError, match="restarts"):
+        arm_training("sometimes")

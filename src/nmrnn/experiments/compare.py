@@ -22,7 +22,8 @@ A *protocol* names how the models are parametrised and trained:
   bias), training clips every gradient element to [-1, 1] before AdamW(wd 1e-4), every stage
   starts a fresh optimiser and ends with its best 1000-step block (``select_best_block``; the
   authors' functions also restart the optimiser at every block, ``restart_each_block``, which this
-  protocol leaves off as the paper's text does: R1 reproduces without it), and each
+  protocol leaves off as the paper's text does: R1 reproduces without it; ``train=
+  {"restart_each_block": True}`` adds it), and each
   model has the learning rate and step count of its script: NM-RNN 10k low-rank + 10k NM + 50k all
   at 1e-2 (``train_nm_rnn_wandb_plots.py``), LR-RNN 70k at 1e-2 (``train_lr_rnn_mwg.py``), vanilla
   RNN 50k at 1e-3 (``train_rnn_mwg.py``; the supplement's text says 1e-2 for every model), LSTM 50k
@@ -36,7 +37,7 @@ import csv
 import dataclasses
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,6 +272,7 @@ def run_compare(
     study_name: str | None = None,
     force: bool = False,
     processes: bool | None = None,
+    train: Mapping[str, Any] | None = None,
     log=print,
 ) -> dict[str, Any]:
     """Train every model on ``task`` for each seed, then tabulate and plot. Returns the summary.
@@ -283,7 +285,9 @@ def run_compare(
     the waiting seeds of a model as one vmapped ensemble (:func:`nmrnn.train.fit_ensemble`);
     ``None`` uses the backend's measured default (sequential on CPU). ``protocol``: see the
     module docstring; with ``"reference"``, models given explicitly take the authors' options of
-    their model (their own options win) and the plan's training recipe.
+    their model (their own options win) and the plan's training recipe. ``train``: training
+    options (:class:`~nmrnn.train.config.TrainConfig` fields) for every model, over the plan's and
+    the models' own, e.g. ``{"restart_each_block": True}`` under the reference protocol.
     """
     check_choice("task", task, TASKS)
     check_profile(profile)
@@ -299,10 +303,13 @@ def run_compare(
         for e in entries
     )
     task_obj = make_task(task, **task_options)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    train = coerce_options("training", dict(train or {}), TrainConfig.__init__, skip=("self",))
     for e in entries:
-        bad = sorted(set(e.train) - {f.name for f in dataclasses.fields(TrainConfig)})
+        bad = sorted(set(e.train) - fields)
         if bad:
             raise ValueError(f"unknown training option(s) {bad} for model {e.label!r}")
+    configs = [_train_config(plan, e, total, train) for e in entries]  # every option checked here
     sized = resolve_sizes(entries, task_obj.n_in, task_obj.n_out)
     labels = [e.label for e in entries]
     if len(set(labels)) != len(labels):
@@ -313,26 +320,31 @@ def run_compare(
     if log:  # once every argument is accepted
         log(f"comparing on {task} ({profile} profile, {protocol} protocol) -> {out}")
     with FolderLock(out):
-        return _run_compare_locked(task, task_obj, plan, entries, sized, n_seeds, total, task_options,
+        return _run_compare_locked(task, task_obj, plan, sized, configs, train, n_seeds, total, task_options,
                                    profile, protocol, out, figures, grid, log)
 
 
-def _run_compare_locked(task, task_obj, plan, entries, sized, n_seeds, total, task_options, profile,
+def _train_config(plan: TaskPlan, entry: ModelEntry, total: int, train: Mapping[str, Any]) -> TrainConfig:
+    """The training recipe of ``entry``: the plan's defaults, then the plan's training options,
+    the entry's own and the comparison's ``train``, each over the one before."""
+    options = dict(
+        steps=total,
+        lr=plan.lr,
+        optimizer=plan.optimizer,
+        fixed_batch=plan.fixed_batch,
+        stages=_stages(entry, total),
+        steps_per_call=min(500, total),
+        checkpoint_every=max(500, total // 10),
+    )
+    return TrainConfig(**{**options, **plan.train, **entry.train, **train})
+
+
+def _run_compare_locked(task, task_obj, plan, sized, configs, train, n_seeds, total, task_options, profile,
                         protocol, out, figures, grid, log):
     per_model: dict[str, Any] = {}
     run_dirs: dict[str, list[Path]] = {}
     jobs: list[GridJob] = []
-    for entry, n_hidden, count in sized:
-        options = dict(
-            steps=total,
-            lr=plan.lr,
-            optimizer=plan.optimizer,
-            fixed_batch=plan.fixed_batch,
-            stages=_stages(entry, total),
-            steps_per_call=min(500, total),
-            checkpoint_every=max(500, total // 10),
-        )
-        cfg = TrainConfig(**{**options, **plan.train, **entry.train})
+    for (entry, n_hidden, count), cfg in zip(sized, configs, strict=True):
         rel = [f"runs/{slug(entry.label)}_seed{seed}" for seed in range(n_seeds)]
         run_dirs[entry.label] = [out / r for r in rel]
         if log:
@@ -347,7 +359,7 @@ def _run_compare_locked(task, task_obj, plan, entries, sized, n_seeds, total, ta
             "schedule": [[st.group, st.steps] for st in cfg.schedule],
             "options": dict(entry.options),
             "lr": cfg.lr,
-            "train": {**plan.train, **entry.train},
+            "train": {**plan.train, **entry.train, **train},
         }
     metrics = iter(run_grid(jobs, out, **grid))
     for info in per_model.values():
