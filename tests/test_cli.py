@@ -48,7 +48,7 @@ def test_match_params_picks_the_paper_size(tmp_path, capsys):
         (["compare", "--models", "nmrnn", "vanilla"], "needs an explicit size"),
         (["compare", "--task", "mwg", "--seeds", "0"], "seeds must be a positive integer, got 0"),
         (["compare", "--task", "mwg", "--workers", "0"], "workers must be a positive integer, got 0"),
-        (["compare", "--task", "mwg", "--out", "X", "--train-opt", "colour=3"], "unknown option(s) colour for training"),
+        (["compare", "--task", "mwg", "--out", "X", "--train-opt", "colour=3"], "unknown training option(s) ['colour']"),
         (["compare", "--task", "mwg", "--out", "X", "--train-opt", "restart_each_block=2"],
          "restart_each_block takes true/false"),
         (["compare", "--task", "mwg", "--out", "X", "--train-opt", "restart_each_block=true"],

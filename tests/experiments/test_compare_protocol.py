@@ -59,7 +59,7 @@ def test_training_options_reach_every_model_and_are_checked_before_anything_is_w
     for p in (tmp_path / "c" / "runs").iterdir():
         cfg = json.loads((p / "config.json").read_text())["train"]
         assert cfg["restart_each_block"] is True and cfg["select_best_block"] == 1000, p.name
-    bad = [({"colour": 3}, "unknown option"), ({"restart_each_block": "yes please"}, "restart_each_block takes"),
+    bad = [({"colour": 3}, r"unknown training option\(s\) \[.colour.\]"), ({"restart_each_block": "yes please"}, "restart_each_block takes"),
            ({"restart_each_block": True}, "needs select_best_block")]  # the standard protocol keeps no blocks
     for train, message in bad:
         with pytest.raises(ValueError, match=message):

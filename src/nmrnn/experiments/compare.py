@@ -304,7 +304,7 @@ def run_compare(
     )
     task_obj = make_task(task, **task_options)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    train = coerce_options("training", dict(train or {}), TrainConfig.__init__, skip=("self",))
+    train = TrainConfig.read_options(dict(train or {}))
     for e in entries:
         bad = sorted(set(e.train) - fields)
         if bad:

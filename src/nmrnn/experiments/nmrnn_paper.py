@@ -76,11 +76,6 @@ def ramp_slope_ratios(model, task: MeasureWaitGo, intervals=EXTRAPOLATION_INTERV
 #: The two arms of R1: the NM-RNN authors' code (the paper's protocol, which decides the verdict)
 #: and the library's standard parametrisation at the same budget.
 ARMS = ("reference", "standard")
-#: The reference arm's optimiser between 1000-step blocks (``--opt restarts=...``; what each value
-#: means is in the registry's entry): "off", one optimiser state per training stage as the paper's
-#: text describes it; "on", Adam started afresh at every block (``restart_each_block``), as the
-#: authors' functions do, since they keep only each block's parameters.
-RESTARTS = ("off", "on")
 BASELINES = ("LR-RNN", "vanilla RNN", "LSTM")
 #: Criteria, fixed before any run: the one-sided significance level of the rank tests and the
 #: largest mean |fitted slope / target slope - 1| on extrapolated intervals that "keeps the slope".
@@ -176,16 +171,20 @@ def _stat(values: Sequence[float]) -> dict[str, float]:
 
 
 def arm_training(restarts: str) -> dict[str, dict[str, Any]]:
-    """The training options each arm adds to its protocol's for ``restarts`` (:data:`RESTARTS`):
-    the restarts apply to the reference arm only (the standard protocol keeps no blocks)."""
-    check_choice("restarts", restarts, RESTARTS)
+    """The training options each arm adds to its protocol's for ``restarts``, the reference arm's
+    optimiser between 1000-step blocks (R1's option; its values and their meanings are the
+    registry's): "off", one optimiser state per training stage as the paper's text describes it;
+    "on", Adam started afresh at every block (``restart_each_block``), as the authors' functions
+    do, since they keep only each block's parameters. The restarts apply to the reference arm only
+    (the standard protocol keeps no blocks)."""
+    check_choice("restarts", restarts, REPRODUCTIONS["mwg"].options["restarts"].values)
     return {arm: {"restart_each_block": True} if restarts == "on" and arm == "reference" else {} for arm in ARMS}
 
 
 def run_mwg(out_dir: Path, profile: str, seed: int, grid: GridOptions | None = None,
             restarts: str = "off") -> dict[str, Any]:
     """R1 in two arms, the authors' protocol and the library's standard one (registry format);
-    ``restarts``: the reference arm's optimiser between blocks (:data:`RESTARTS`)."""
+    ``restarts``: the reference arm's optimiser between blocks (:func:`arm_training`)."""
     del seed  # the comparison uses seeds 0..n-1 of each model
     train = arm_training(restarts)
     arms = {arm: _arm(out_dir, arm, profile, grid, train[arm]) for arm in ARMS}

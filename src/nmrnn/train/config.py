@@ -203,6 +203,12 @@ class TrainConfig:
     def from_dict(cls, d: Any) -> TrainConfig:
         """A config from its JSON form; every field is read against its annotation
         (:mod:`nmrnn.options`: booleans are true/false, numbers refuse text and booleans)."""
+        return cls(**cls.read_options(d))
+
+    @classmethod
+    def read_options(cls, d: Any) -> dict[str, Any]:
+        """Some of the fields in their JSON form (or already typed), each read against its
+        annotation as :meth:`from_dict` reads them; unknown names are refused."""
         from ..options import coerce
 
         if not isinstance(d, dict):
@@ -217,7 +223,7 @@ class TrainConfig:
                 out[k] = None if v is None else _stages_from_json(v)
             else:
                 out[k] = coerce(k, v, fields[k].type)
-        return cls(**out)
+        return out
 
 
 def _stages_from_json(value: Any) -> tuple[Stage, ...]:
